@@ -137,7 +137,7 @@ int jn_batch_builder_add(jn_batch_builder_t *b, const jn_record_t *rec) JN_MUST_
 int jn_batch_builder_finish(jn_batch_builder_t *b) JN_MUST_CHECK;
 /* Size one record adds to a batch (for planning): an upper bound, exact
  * but for the timestamp and offset deltas, which are counted at their widest
- * (at most 12 bytes more than the real size). 0 when |rec| is invalid. */
+ * (at most 14 bytes more than the real size). 0 when |rec| is invalid. */
 size_t jn_batch_record_size(const jn_record_t *rec);
 
 /* Iterator over the records of one complete, uncompressed batch.
