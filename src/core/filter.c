@@ -1,0 +1,519 @@
+/* filter.c - subject and filter validation, MQTT-style matching, and the
+ * filter trie that finds every subscription interested in a subject.
+ *
+ * The trie has one node per filter level. A node keeps its literal children
+ * in an open-addressing hash table (linear probing, backward-shift deletion)
+ * and its '+' and '#' children apart, so matching a subject of depth d visits
+ * at most the branches that can still match: cost grows with d and with the
+ * number of matching entries, never with the number of stored filters.
+ * Values live on the node of their filter's last level; nodes left without
+ * values or children are freed on removal.
+ */
+#include "filter.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/hash.h"
+
+/* ---- validation ------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at |p| (at most |n| bytes), or 0 when
+ * it is invalid: overlong forms, surrogates (U+D800..DFFF), code points past
+ * U+10FFFF, truncated sequences and NUL are all refused. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    if (c == 0)
+        return 0;
+    if (c < 0x80)
+        return 1;
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t len;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0; /* below: overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* above: surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90; /* below: overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* above: past U+10FFFF */
+    } else {
+        return 0; /* continuation byte, C0/C1 overlongs, F5..FF */
+    }
+    if (n < len)
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* Shared by subjects and filters: |wild| allows whole-level '+' and a last
+ * level '#'. */
+static int validate(const char *s, size_t len, bool wild)
+{
+    if (s == NULL || len == 0 || len > JN_SUBJECT_MAX)
+        return JN_EINVAL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t level_start = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = p[i];
+        if (c == '+' || c == '#') {
+            if (!wild)
+                return JN_EINVAL;
+            bool alone = i == level_start && (i + 1 == len || p[i + 1] == '/');
+            if (!alone)
+                return JN_EINVAL;
+            if (c == '#' && i + 1 != len)
+                return JN_EINVAL;
+            i++;
+            continue;
+        }
+        if (c == '/') {
+            level_start = i + 1;
+            i++;
+            continue;
+        }
+        size_t n = utf8_seq(p + i, len - i);
+        if (n == 0)
+            return JN_EINVAL;
+        i += n;
+    }
+    return 0;
+}
+
+int jn_subject_validate(const char *s, size_t len)
+{
+    return validate(s, len, false);
+}
+
+int jn_filter_validate(const char *f, size_t len)
+{
+    return validate(f, len, true);
+}
+
+/* ---- level helpers ---------------------------------------------------- */
+
+/* End of the level that starts at |pos| (the '/' or |len|). A string of
+ * length n with k slashes has k+1 levels; a position past |len| means the
+ * levels are exhausted. */
+static size_t level_end(const char *s, size_t len, size_t pos)
+{
+    const char *slash = memchr(s + pos, '/', len - pos);
+    return slash ? (size_t)(slash - s) : len;
+}
+
+static bool is_level(const char *s, size_t start, size_t end, char c)
+{
+    return end - start == 1 && s[start] == c;
+}
+
+static bool is_wild(const char *s, size_t start, size_t end)
+{
+    return is_level(s, start, end, '+') || is_level(s, start, end, '#');
+}
+
+/* MQTT 4.7.2: a filter whose first level is a wildcard does not reach
+ * subjects (or literal filters) beginning with '$'. */
+static bool first_level_wild(const char *f, size_t len)
+{
+    return len > 0 && (f[0] == '+' || f[0] == '#') && (len == 1 || f[1] == '/');
+}
+
+static bool starts_dollar(const char *s, size_t len)
+{
+    return len > 0 && s[0] == '$';
+}
+
+bool jn_filter_has_wildcard(const char *f, size_t len)
+{
+    for (size_t pos = 0; pos <= len;) {
+        size_t end = level_end(f, len, pos);
+        if (is_wild(f, pos, end))
+            return true;
+        pos = end + 1;
+    }
+    return false;
+}
+
+bool jn_filter_match(const char *f, size_t flen, const char *s, size_t slen)
+{
+    if (starts_dollar(s, slen) && first_level_wild(f, flen))
+        return false;
+    size_t fp = 0, sp = 0;
+    while (fp <= flen) {
+        size_t fe = level_end(f, flen, fp);
+        if (is_level(f, fp, fe, '#'))
+            return true; /* matches the rest, including no level at all */
+        if (sp > slen)
+            return false;
+        size_t se = level_end(s, slen, sp);
+        if (!is_level(f, fp, fe, '+') &&
+            (fe - fp != se - sp || memcmp(f + fp, s + sp, fe - fp) != 0))
+            return false;
+        fp = fe + 1;
+        sp = se + 1;
+    }
+    return sp > slen;
+}
+
+bool jn_filter_covers(const char *outer, size_t olen, const char *inner, size_t ilen)
+{
+    if (first_level_wild(outer, olen) && starts_dollar(inner, ilen))
+        return false; /* inner reaches '$' subjects that outer cannot */
+    size_t op = 0, ip = 0;
+    while (op <= olen) {
+        size_t oe = level_end(outer, olen, op);
+        if (is_level(outer, op, oe, '#'))
+            return true;
+        if (ip > ilen)
+            return false; /* inner stops where outer still needs a level */
+        size_t ie = level_end(inner, ilen, ip);
+        if (is_level(inner, ip, ie, '#'))
+            return false; /* inner runs to any depth, outer does not */
+        if (is_level(inner, ip, ie, '+')) {
+            if (!is_level(outer, op, oe, '+'))
+                return false;
+        } else if (!is_level(outer, op, oe, '+') &&
+                   (oe - op != ie - ip || memcmp(outer + op, inner + ip, oe - op) != 0)) {
+            return false;
+        }
+        op = oe + 1;
+        ip = ie + 1;
+    }
+    return ip > ilen;
+}
+
+bool jn_filter_overlaps(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if ((first_level_wild(a, alen) && starts_dollar(b, blen)) ||
+        (first_level_wild(b, blen) && starts_dollar(a, alen)))
+        return false;
+    size_t ap = 0, bp = 0;
+    for (;;) {
+        bool aend = ap > alen, bend = bp > blen;
+        if (aend && bend)
+            return true;
+        size_t ae = aend ? ap : level_end(a, alen, ap);
+        size_t be = bend ? bp : level_end(b, blen, bp);
+        if ((!aend && is_level(a, ap, ae, '#')) || (!bend && is_level(b, bp, be, '#')))
+            return true;
+        if (aend || bend)
+            return false;
+        if (!is_level(a, ap, ae, '+') && !is_level(b, bp, be, '+') &&
+            (ae - ap != be - bp || memcmp(a + ap, b + bp, ae - ap) != 0))
+            return false;
+        ap = ae + 1;
+        bp = be + 1;
+    }
+}
+
+/* ---- trie ------------------------------------------------------------- */
+
+typedef struct node {
+    char *key;             /* this level's text (literal children only) */
+    size_t klen;           /* bytes in key */
+    uint64_t hash;         /* jn_fnv1a(key, klen) */
+    struct node **slots;   /* literal children, open addressing; NULL = free */
+    size_t nslots;         /* 0 or a power of two */
+    size_t nchildren;      /* used slots */
+    struct node *plus;     /* the '+' child */
+    struct node *hash_ch;  /* the '#' child (a leaf: '#' is last) */
+    void **values;         /* values of the filter ending here */
+    size_t nvalues;
+    size_t capvalues;
+} node_t;
+
+struct jn_trie {
+    node_t root;  /* never freed before the trie; holds no key */
+    size_t count; /* stored (filter, value) pairs */
+};
+
+static bool node_empty(const node_t *n)
+{
+    return n->nvalues == 0 && n->nchildren == 0 && n->plus == NULL && n->hash_ch == NULL;
+}
+
+static void node_free(node_t *n)
+{
+    if (n == NULL)
+        return;
+    for (size_t i = 0; i < n->nslots; i++)
+        node_free(n->slots[i]);
+    node_free(n->plus);
+    node_free(n->hash_ch);
+    free(n->slots);
+    free(n->values);
+    free(n->key);
+    free(n);
+}
+
+/* Slot index of the child named |key|, or of the free slot where it would
+ * go when it is absent. Requires nslots > nchildren. */
+static size_t slot_find(const node_t *n, const char *key, size_t klen, uint64_t h)
+{
+    size_t mask = n->nslots - 1;
+    size_t i = (size_t)h & mask;
+    for (;;) {
+        const node_t *c = n->slots[i];
+        if (c == NULL || (c->hash == h && c->klen == klen && memcmp(c->key, key, klen) == 0))
+            return i;
+        i = (i + 1) & mask;
+    }
+}
+
+static node_t *child_get(const node_t *n, const char *key, size_t klen)
+{
+    if (n->nchildren == 0)
+        return NULL;
+    uint64_t h = jn_fnv1a(key, klen);
+    return n->slots[slot_find(n, key, klen, h)];
+}
+
+static int slots_grow(node_t *n)
+{
+    size_t nsize = n->nslots ? n->nslots * 2 : 4;
+    node_t **ns = calloc(nsize, sizeof *ns);
+    if (ns == NULL)
+        return JN_ENOMEM;
+    for (size_t i = 0; i < n->nslots; i++) {
+        node_t *c = n->slots[i];
+        if (c == NULL)
+            continue;
+        size_t j = (size_t)c->hash & (nsize - 1);
+        while (ns[j] != NULL)
+            j = (j + 1) & (nsize - 1);
+        ns[j] = c;
+    }
+    free(n->slots);
+    n->slots = ns;
+    n->nslots = nsize;
+    return 0;
+}
+
+static node_t *child_get_or_add(node_t *n, const char *key, size_t klen)
+{
+    node_t *c = child_get(n, key, klen);
+    if (c != NULL)
+        return c;
+    /* keep the load factor under 3/4 so probes stay short */
+    if ((n->nchildren + 1) * 4 > n->nslots * 3 && slots_grow(n) != 0)
+        return NULL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->key = malloc(klen ? klen : 1);
+    if (c->key == NULL) {
+        free(c);
+        return NULL;
+    }
+    memcpy(c->key, key, klen);
+    c->klen = klen;
+    c->hash = jn_fnv1a(key, klen);
+    n->slots[slot_find(n, key, klen, c->hash)] = c;
+    n->nchildren++;
+    return c;
+}
+
+/* Unlinks the literal child at slot |i| (not freed) and shifts the probe
+ * chain after it back so lookups never stop at a hole. */
+static void slot_delete(node_t *n, size_t i)
+{
+    size_t mask = n->nslots - 1;
+    n->slots[i] = NULL;
+    n->nchildren--;
+    for (size_t j = (i + 1) & mask; n->slots[j] != NULL; j = (j + 1) & mask) {
+        size_t home = (size_t)n->slots[j]->hash & mask;
+        /* the entry at j may move to i only if its home is not in (i, j] */
+        bool stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+        if (stays)
+            continue;
+        n->slots[i] = n->slots[j];
+        n->slots[j] = NULL;
+        i = j;
+    }
+    if (n->nchildren == 0) {
+        free(n->slots);
+        n->slots = NULL;
+        n->nslots = 0;
+    }
+}
+
+jn_trie_t *jn_trie_new(void)
+{
+    return calloc(1, sizeof(jn_trie_t));
+}
+
+void jn_trie_free(jn_trie_t *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->root.nslots; i++)
+        node_free(t->root.slots[i]);
+    node_free(t->root.plus);
+    node_free(t->root.hash_ch);
+    free(t->root.slots);
+    free(t->root.values);
+    free(t);
+}
+
+/* Walks the path of |f| from |n| and, on the way back, frees every node the
+ * walk leaves empty. Unless |prune_only|, |value| is first removed from the
+ * last node (|*found| reports it); pruning alone undoes the nodes a failed
+ * add created. */
+static void remove_at(node_t *n, const char *f, size_t flen, size_t pos, void *value, bool prune_only,
+                      bool *found)
+{
+    if (pos > flen) {
+        if (prune_only)
+            return;
+        for (size_t i = 0; i < n->nvalues; i++) {
+            if (n->values[i] == value) {
+                n->values[i] = n->values[--n->nvalues];
+                *found = true;
+                break;
+            }
+        }
+        if (n->nvalues == 0) {
+            free(n->values);
+            n->values = NULL;
+            n->capvalues = 0;
+        }
+        return;
+    }
+    size_t end = level_end(f, flen, pos);
+    if (is_level(f, pos, end, '+')) {
+        if (n->plus == NULL)
+            return;
+        remove_at(n->plus, f, flen, end + 1, value, prune_only, found);
+        if (node_empty(n->plus)) {
+            node_free(n->plus);
+            n->plus = NULL;
+        }
+    } else if (is_level(f, pos, end, '#')) {
+        if (n->hash_ch == NULL)
+            return;
+        remove_at(n->hash_ch, f, flen, end + 1, value, prune_only, found);
+        if (node_empty(n->hash_ch)) {
+            node_free(n->hash_ch);
+            n->hash_ch = NULL;
+        }
+    } else {
+        if (n->nchildren == 0)
+            return;
+        uint64_t h = jn_fnv1a(f + pos, end - pos);
+        size_t i = slot_find(n, f + pos, end - pos, h);
+        node_t *c = n->slots[i];
+        if (c == NULL)
+            return;
+        remove_at(c, f, flen, end + 1, value, prune_only, found);
+        if (node_empty(c)) {
+            slot_delete(n, i);
+            node_free(c);
+        }
+    }
+}
+
+int jn_trie_add(jn_trie_t *t, const char *filter, size_t len, void *value)
+{
+    int rc = jn_filter_validate(filter, len);
+    if (rc != 0)
+        return rc;
+    node_t *n = &t->root;
+    for (size_t pos = 0; pos <= len;) {
+        size_t end = level_end(filter, len, pos);
+        node_t **slot = NULL;
+        if (is_level(filter, pos, end, '+'))
+            slot = &n->plus;
+        else if (is_level(filter, pos, end, '#'))
+            slot = &n->hash_ch;
+        if (slot != NULL) {
+            if (*slot == NULL && (*slot = calloc(1, sizeof(node_t))) == NULL)
+                goto fail;
+            n = *slot;
+        } else if ((n = child_get_or_add(n, filter + pos, end - pos)) == NULL) {
+            goto fail;
+        }
+        pos = end + 1;
+    }
+    for (size_t i = 0; i < n->nvalues; i++)
+        if (n->values[i] == value)
+            return JN_EEXIST;
+    if (n->nvalues == n->capvalues) {
+        size_t ncap = n->capvalues ? n->capvalues * 2 : 2;
+        void **nv = realloc(n->values, ncap * sizeof *nv);
+        if (nv == NULL)
+            goto fail;
+        n->values = nv;
+        n->capvalues = ncap;
+    }
+    n->values[n->nvalues++] = value;
+    t->count++;
+    return 0;
+fail:
+    {
+        bool found = false;
+        remove_at(&t->root, filter, len, 0, NULL, true, &found);
+    }
+    return JN_ENOMEM;
+}
+
+int jn_trie_remove(jn_trie_t *t, const char *filter, size_t len, void *value)
+{
+    if (jn_filter_validate(filter, len) != 0)
+        return JN_ENOENT;
+    bool found = false;
+    remove_at(&t->root, filter, len, 0, value, false, &found);
+    if (!found)
+        return JN_ENOENT;
+    t->count--;
+    return 0;
+}
+
+static void visit_values(const node_t *n, jn_trie_visit_cb cb, void *arg)
+{
+    for (size_t i = 0; i < n->nvalues; i++)
+        cb(n->values[i], arg);
+}
+
+/* |pos| is the start of the subject's next level (past |len| when all are
+ * consumed); |dollar| is set only at the root for '$' subjects, where
+ * wildcards must not match the first level. */
+static void match_at(const node_t *n, const char *s, size_t len, size_t pos, bool dollar,
+                     jn_trie_visit_cb cb, void *arg)
+{
+    if (n->hash_ch != NULL && !dollar)
+        visit_values(n->hash_ch, cb, arg);
+    if (pos > len) {
+        visit_values(n, cb, arg);
+        return;
+    }
+    size_t end = level_end(s, len, pos);
+    const node_t *c = child_get(n, s + pos, end - pos);
+    if (c != NULL)
+        match_at(c, s, len, end + 1, false, cb, arg);
+    if (n->plus != NULL && !dollar)
+        match_at(n->plus, s, len, end + 1, false, cb, arg);
+}
+
+void jn_trie_match(const jn_trie_t *t, const char *subject, size_t len, jn_trie_visit_cb cb, void *arg)
+{
+    if (subject == NULL)
+        return;
+    match_at(&t->root, subject, len, 0, starts_dollar(subject, len), cb, arg);
+}
+
+size_t jn_trie_count(const jn_trie_t *t)
+{
+    return t->count;
+}
