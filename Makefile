@@ -61,6 +61,7 @@ run: deps
 # Every test: unit tests, the same under ASan/UBSan, fuzz targets for a
 # bounded time, integration tests with real clients against the binary.
 test: test-deps
+	sh scripts/check-banned.sh
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) sanitize
@@ -77,7 +78,7 @@ unit: $(UNIT_BIN)
 sanitize:
 	$(MAKE) BUILD=build-asan CC=clang OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    LDFLAGS="-fsanitize=address,undefined" all unit
-	JUNCTION_BIN=build-asan/junction ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 -m pytest -q -x tests/integration -k "not crash and not bench"
+	JUNCTION_BIN=build-asan/junction ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 -m pytest -q -x tests/integration -k "not sigkill"
 
 FUZZ_SECONDS ?= 20
 fuzz:
