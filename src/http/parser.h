@@ -38,7 +38,8 @@ typedef struct jn_http_request {
     size_t method_len;
     const char *target;   /* request target as sent: path and query */
     size_t target_len;
-    const char *path;     /* target up to '?' */
+    const char *path;     /* target up to '?' (absolute-form: after the
+                             authority, a static "/" when empty) */
     size_t path_len;
     const char *query;    /* after '?', NULL when none */
     size_t query_len;
@@ -55,7 +56,8 @@ typedef struct jn_http_request {
 
 /* Parses a request head from |buf| (|len| bytes). Returns the head's size
  * in bytes (> 0) when complete, JN_EPARTIAL when incomplete (and within the
- * limits), or JN_EPROTO with *status set to the response status:
+ * limits; NULL |limits| means the defaults), or JN_EPROTO with *status set
+ * to the response status:
  *   400 malformed request line, header, or framing (both Content-Length and
  *       Transfer-Encoding, several differing Content-Lengths, a
  *       Transfer-Encoding other than chunked, bare LF handling is accepted),
@@ -80,7 +82,8 @@ void jn_http_chunked_init(jn_http_chunked_t *c);
  * decoded body bytes now at the front of |buf|, and *consumed the number
  * of input bytes used. Returns 1 when the body is complete (last chunk and
  * trailers read), 0 when more input is needed, JN_EPROTO on bad framing
- * (invalid hex, chunk size over 2^62, missing CRLF, line over 4 KiB). */
+ * (invalid hex, chunk size over 2^62, missing CRLF, line over 4 KiB,
+ * trailers over 16 KiB in total). */
 int jn_http_chunked_decode(jn_http_chunked_t *c, char *buf, size_t *len, size_t *consumed) JN_MUST_CHECK;
 
 /* Percent-decodes |in| into |out| (room for inlen + 1, NUL-terminated).
