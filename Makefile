@@ -90,7 +90,8 @@ fuzz:
 	      $(LDLIBS) -o build-fuzz/$$n; \
 	  mkdir -p build-fuzz/corpus-$$n; \
 	  echo "== fuzz $$n for $(FUZZ_SECONDS)s"; \
-	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -n 3; \
+	  dict=""; test -f tests/fuzz/$$n.dict && dict="-dict=tests/fuzz/$$n.dict"; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) $$dict build-fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -n 3; \
 	done
 
 integration: all

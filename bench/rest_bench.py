@@ -137,7 +137,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks-rest.md"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--conns", type=int, default=10000)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="junction-bench-")

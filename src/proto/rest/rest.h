@@ -26,4 +26,10 @@ jn_rest_t *jn_rest_new(jn_httpd_t *httpd, jn_broker_t *broker, const jn_rest_con
 /* Ends live feeds (their requests are finished) and frees the door. */
 void jn_rest_free(jn_rest_t *r);
 
+/* Lists the routes jn_rest_new registers: fills up to |max| entries of
+ * |out| with {method, pattern} (static strings; patterns as registered,
+ * e.g. "/v1/publish/{subject*}", where OpenAPI writes "{subject}") and
+ * returns the total number of routes, which may exceed |max|. */
+size_t jn_rest_routes(const char *(*out)[2], size_t max);
+
 #endif
