@@ -1,0 +1,2004 @@
+/* plog.c - one partition's durable log: segment files, sparse indexes,
+ * crash recovery, retention, keyed compaction and group-committed fsync.
+ *
+ * Everything the broker stores ends up here, so this file documents the
+ * on-disk format byte by byte, and the rules that decide, after a crash,
+ * which bytes are kept.
+ *
+ * DIRECTORY
+ *
+ *   A partition is a directory of segments. A segment is named by its base
+ *   offset (the offset of its first batch when it was created), in decimal,
+ *   zero-padded to 20 digits, with three files:
+ *
+ *     <base>.log        the data
+ *     <base>.index      sparse offset index
+ *     <base>.timeindex  sparse time index
+ *
+ *   Segments are ordered by base offset; the last one is the active segment
+ *   (the only one appended to), the others are sealed. `<base>.log.cleaned`
+ *   is a compaction output not yet renamed into place; found at open, it is
+ *   an interrupted compaction and is deleted.
+ *
+ * .log FORMAT
+ *
+ *   Kafka RecordBatch v2 batches back to back, nothing else (layout in
+ *   batch.h). Each batch's baseOffset is the absolute offset of its first
+ *   record and its partitionLeaderEpoch is 0. In the active segment batch
+ *   offsets are contiguous: the next batch's baseOffset is the previous
+ *   batch's baseOffset + lastOffsetDelta + 1. In sealed segments compaction
+ *   leaves gaps (batches and records removed) but never changes an offset,
+ *   so baseOffsets only increase.
+ *
+ * .index FORMAT
+ *
+ *   An array of 8-byte entries, no header:
+ *
+ *     off len field
+ *      0   4  relative offset  u32 BE: batch baseOffset - segment base
+ *      4   4  position         u32 BE: byte position of that batch in .log
+ *
+ *   Both fields strictly increase from entry to entry. An entry is added for
+ *   the batch being appended when at least index_interval_bytes of batches
+ *   were appended since the previous entry (or since the segment start), so
+ *   the first batch of a segment (position 0) is implied, not stored. A
+ *   lookup takes the last entry at or below the wanted offset and scans
+ *   batch headers forward from its position. Segments are rolled before a
+ *   relative offset or a position would pass 2^32 - 1.
+ *
+ * .timeindex FORMAT
+ *
+ *   An array of 12-byte entries, no header:
+ *
+ *     off len field
+ *      0   8  timestamp        i64 BE: largest batch maxTimestamp seen in the
+ *                              segment up to and including the batch below
+ *      8   4  relative offset  u32 BE: that batch's baseOffset - segment base
+ *
+ *   Added together with an offset index entry when the segment's largest
+ *   timestamp grew since the last time entry, and once more when the
+ *   segment is sealed, so that the last entry of a sealed segment holds its
+ *   largest timestamp. Timestamps strictly increase, relative offsets never
+ *   decrease. For an entry (T, r), every record in batches up to the one at
+ *   r has a timestamp <= T: a search for the first record with timestamp
+ *   >= ts may start at the batch of the last entry with T < ts.
+ *
+ *   Index files are written (not fsynced) as entries are added; they may
+ *   trail the log. They are never needed for correctness: recovery checks
+ *   them and rebuilds them from the .log whenever they look wrong.
+ *
+ * RECOVERY (jn_plog_open)
+ *
+ *   1. *.cleaned files are deleted (see above).
+ *   2. Every segment but the last is trusted: its .log is not CRC-checked.
+ *      Its indexes are loaded and checked: sizes a multiple of the entry
+ *      size, fields increasing as described, positions inside the file, and
+ *      the batches from the last index entry's position to the end of the
+ *      file must parse back to back, the first one at the offset the entry
+ *      names, ending exactly at the end of the file. That walk also yields
+ *      the segment's end offset and largest timestamp. If any check fails,
+ *      both indexes are rebuilt by walking every batch header of the .log;
+ *      if that walk fails the segment is unreadable and open fails with
+ *      JN_ECORRUPT.
+ *   3. The last segment is scanned batch by batch from position 0. A batch
+ *      is valid when its header parses (jn_batch_parse), it lies wholly in
+ *      the file, its CRC matches and its baseOffset is the expected next
+ *      offset (the segment base for the first batch). The first invalid
+ *      batch (a torn write, a flipped bit, garbage or zero fill) and
+ *      everything after it is cut off with ftruncate, and a warning says how
+ *      many bytes were cut. Its indexes are always rebuilt from the scan.
+ *   4. The log's end offset is the last valid batch's baseOffset +
+ *      lastOffsetDelta + 1 (the segment base when it is empty); the start
+ *      offset is the first segment's base.
+ *
+ * DURABILITY
+ *
+ *   Appends go to an in-memory tail buffer, written with pwrite(2) by
+ *   jn_plog_flush. fsync never runs on the loop thread while the log is
+ *   open: a sync job on libuv's thread pool fdatasyncs the active segment,
+ *   every segment sealed since the last successful sync, and the directory
+ *   when segments were created. A job covers the offsets written before it
+ *   started; when it completes, waiters below that offset fire and, if more
+ *   are waiting, the next job starts (group commit). The job holds
+ *   references to the segments it syncs, so their descriptors stay open
+ *   whatever happens to the log meanwhile, and it outlives jn_plog_close.
+ */
+#include "plog.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/crc32c.h"
+#include "../common/hash.h"
+#include "../common/log.h"
+
+#define TAIL_MAX ((size_t)1 << 20)   /* in-memory tail buffer cap */
+#define SCAN_CHUNK ((size_t)1 << 20) /* read size when scanning a segment */
+#define SCAN_MAX ((size_t)1 << 30)   /* largest stored batch we will read */
+#define IDX_SIZE 8
+#define TIDX_SIZE 12
+#define NAME_DIGITS 20
+#define KMAP_KEYS_MAX ((size_t)1 << 30)  /* key bytes held by one compaction */
+#define KMAP_SLOTS_MAX ((size_t)1 << 26) /* slots of the compaction key map */
+
+typedef struct idx_entry {
+    uint32_t rel; /* batch baseOffset - segment base */
+    uint32_t pos; /* byte position of the batch */
+} idx_entry_t;
+
+typedef struct tidx_entry {
+    int64_t ts;   /* largest timestamp up to and including the batch at rel */
+    uint32_t rel;
+} tidx_entry_t;
+
+struct jn_plog_segment {
+    int refs;             /* the log's reference plus slices and sync jobs */
+    int64_t base;         /* base offset, the file name */
+    int64_t end;          /* offset after the last batch (base when empty) */
+    int64_t last_base;    /* baseOffset of the last batch, -1 when empty */
+    int64_t max_ts;       /* largest batch maxTimestamp, -1 when empty */
+    int64_t created_ms;   /* first append (for segment_ms), -1 when empty */
+    uint64_t file_size;   /* bytes in the .log file */
+    uint64_t size;        /* file_size plus the tail when active */
+    uint64_t since_index; /* batch bytes since the last index entry */
+    int fd;               /* .log; immutable while referenced (sync jobs read it) */
+    int idx_fd;           /* .index, open while active only */
+    int tidx_fd;          /* .timeindex, open while active only */
+    idx_entry_t *idx;
+    size_t nidx, idx_cap, idx_written; /* written: entries already in the file */
+    tidx_entry_t *tidx;
+    size_t ntidx, tidx_cap, tidx_written;
+    bool needs_sync;      /* sealed with data no sync job has covered yet */
+    char path[];          /* "<dir>/<base>" without extension */
+};
+
+typedef struct sync_job {
+    uv_work_t req;
+    jn_plog_t *log;             /* NULL once the log is closed */
+    int64_t end;                /* offsets below are durable on success */
+    jn_plog_segment_t **segs;   /* referenced segments to fdatasync */
+    size_t nsegs;
+    int dir_fd;                 /* dup of the directory to fsync, or -1 */
+    int status;                 /* 0 or JN_EIO, set by the worker */
+    int err;                    /* errno of the failure */
+} sync_job_t;
+
+struct jn_plog {
+    uv_loop_t *loop;
+    char *dir;
+    int dir_fd;
+    jn_plog_config_t cfg;
+    const jn_clock_t *clock;
+    jn_plog_segment_t **segs; /* by base offset; the last is active */
+    size_t nsegs, segs_cap;
+    jn_buf_t tail;            /* appended, not yet written to the active file */
+    int64_t end;              /* next offset to assign */
+    int64_t written_end;      /* offsets below are in the file (page cache) */
+    int64_t durable;          /* offsets below are fsynced */
+    jn_list_t waiters;        /* jn_durable_waiter_t, armed */
+    sync_job_t *job;          /* sync job in flight, or NULL */
+    uv_timer_t *timer;        /* INTERVAL policy timer, or NULL */
+    bool interval_due;        /* the interval passed since the last sync job */
+    bool dir_dirty;           /* segment files created since the last dir sync */
+    int64_t cleaned_upto;     /* compaction: sealed segments below this base were cleaned */
+};
+
+/* ---- small I/O helpers -------------------------------------------------- */
+
+static int write_all(int fd, const void *p, size_t n, uint64_t pos)
+{
+    const uint8_t *s = p;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, s, n, (off_t)pos);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return JN_EIO;
+        }
+        s += w;
+        n -= (size_t)w;
+        pos += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* A short read is an error: callers only read bytes known to exist. */
+static int read_all(int fd, void *p, size_t n, uint64_t pos)
+{
+    uint8_t *d = p;
+    while (n > 0) {
+        ssize_t r = pread(fd, d, n, (off_t)pos);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return JN_EIO;
+        }
+        if (r == 0)
+            return JN_EIO;
+        d += r;
+        n -= (size_t)r;
+        pos += (uint64_t)r;
+    }
+    return 0;
+}
+
+static int seg_file(const jn_plog_segment_t *seg, const char *ext, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s%s", seg->path, ext);
+    return n < 0 || (size_t)n >= cap ? JN_EINVAL : 0;
+}
+
+static void fsync_dir(jn_plog_t *log)
+{
+    if (log->dir_fd >= 0 && fsync(log->dir_fd) != 0)
+        jn_warn("plog %s: fsync of directory failed: %s", log->dir, strerror(errno));
+}
+
+/* ---- segments ----------------------------------------------------------- */
+
+static jn_plog_segment_t *seg_new(const char *dir, int64_t base)
+{
+    char name[PATH_MAX];
+    int n = snprintf(name, sizeof name, "%s/%0*" PRId64, dir, NAME_DIGITS, base);
+    /* Room for the longest extension. */
+    if (n < 0 || (size_t)n + sizeof ".log.cleaned" > sizeof name)
+        return NULL;
+    jn_plog_segment_t *seg = calloc(1, sizeof *seg + (size_t)n + 1);
+    if (!seg)
+        return NULL;
+    memcpy(seg->path, name, (size_t)n + 1);
+    seg->refs = 1;
+    seg->base = base;
+    seg->end = base;
+    seg->last_base = -1;
+    seg->max_ts = -1;
+    seg->created_ms = -1;
+    seg->fd = seg->idx_fd = seg->tidx_fd = -1;
+    return seg;
+}
+
+static void seg_close_indexes(jn_plog_segment_t *seg)
+{
+    if (seg->idx_fd >= 0)
+        close(seg->idx_fd);
+    if (seg->tidx_fd >= 0)
+        close(seg->tidx_fd);
+    seg->idx_fd = seg->tidx_fd = -1;
+}
+
+static void seg_ref(jn_plog_segment_t *seg) { seg->refs++; }
+
+void jn_plog_segment_unref(jn_plog_segment_t *seg)
+{
+    if (!seg || --seg->refs > 0)
+        return;
+    if (seg->fd >= 0)
+        close(seg->fd);
+    seg_close_indexes(seg);
+    free(seg->idx);
+    free(seg->tidx);
+    free(seg);
+}
+
+static int idx_push(jn_plog_segment_t *seg, uint32_t rel, uint32_t pos)
+{
+    if (seg->nidx == seg->idx_cap) {
+        size_t cap = seg->idx_cap ? seg->idx_cap * 2 : 64;
+        idx_entry_t *p = realloc(seg->idx, cap * sizeof *p);
+        if (!p)
+            return JN_ENOMEM;
+        seg->idx = p;
+        seg->idx_cap = cap;
+    }
+    seg->idx[seg->nidx++] = (idx_entry_t){rel, pos};
+    return 0;
+}
+
+static int tidx_push(jn_plog_segment_t *seg, int64_t ts, uint32_t rel)
+{
+    if (seg->ntidx == seg->tidx_cap) {
+        size_t cap = seg->tidx_cap ? seg->tidx_cap * 2 : 64;
+        tidx_entry_t *p = realloc(seg->tidx, cap * sizeof *p);
+        if (!p)
+            return JN_ENOMEM;
+        seg->tidx = p;
+        seg->tidx_cap = cap;
+    }
+    seg->tidx[seg->ntidx++] = (tidx_entry_t){ts, rel};
+    return 0;
+}
+
+/* Accounts one batch of |size| bytes at |pos| into |seg|'s indexes and
+ * summary. The same rule serves appends and rebuilds, so a rebuilt index
+ * equals the one written while appending. An index entry that cannot be
+ * allocated is skipped: the index is sparse anyway. */
+static void seg_note_batch(jn_plog_segment_t *seg, uint32_t interval, uint64_t pos, size_t size,
+                           const jn_batch_info_t *bi)
+{
+    if (bi->max_timestamp > seg->max_ts)
+        seg->max_ts = bi->max_timestamp;
+    if (pos > 0 && seg->since_index >= interval) {
+        uint32_t rel = (uint32_t)(bi->base_offset - seg->base);
+        if (idx_push(seg, rel, (uint32_t)pos) == 0) {
+            seg->since_index = 0;
+            if (seg->ntidx == 0 || seg->max_ts > seg->tidx[seg->ntidx - 1].ts)
+                (void)tidx_push(seg, seg->max_ts, rel);
+        }
+    }
+    seg->since_index += size;
+    seg->last_base = bi->base_offset;
+    seg->end = bi->base_offset + bi->last_offset_delta + 1;
+}
+
+/* Adds the time entry that seals a segment: its largest timestamp, so a
+ * sealed segment's last time entry always holds it. */
+static void seg_seal_time(jn_plog_segment_t *seg)
+{
+    if (seg->last_base >= 0 && (seg->ntidx == 0 || seg->max_ts > seg->tidx[seg->ntidx - 1].ts))
+        (void)tidx_push(seg, seg->max_ts, (uint32_t)(seg->last_base - seg->base));
+}
+
+/* Position to start scanning for |offset|: the last index entry at or
+ * below it, or the segment start. */
+static uint64_t seg_lookup(const jn_plog_segment_t *seg, int64_t offset)
+{
+    if (offset <= seg->base || seg->nidx == 0)
+        return 0;
+    int64_t rel = offset - seg->base;
+    size_t lo = 0, hi = seg->nidx; /* first entry with rel > target */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((int64_t)seg->idx[mid].rel <= rel)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo == 0 ? 0 : seg->idx[lo - 1].pos;
+}
+
+static void encode_idx(uint8_t *p, const idx_entry_t *e)
+{
+    jn_store_be32(p, e->rel);
+    jn_store_be32(p + 4, e->pos);
+}
+
+static void encode_tidx(uint8_t *p, const tidx_entry_t *e)
+{
+    jn_store_be64(p, (uint64_t)e->ts);
+    jn_store_be32(p + 8, e->rel);
+}
+
+/* Appends the index entries not yet in the files of the active segment.
+ * Failures only cost a rebuild at the next open, so they are logged. */
+static void seg_write_indexes(jn_plog_segment_t *seg)
+{
+    uint8_t b[TIDX_SIZE];
+    if (seg->idx_fd >= 0) {
+        while (seg->idx_written < seg->nidx) {
+            encode_idx(b, &seg->idx[seg->idx_written]);
+            if (write_all(seg->idx_fd, b, IDX_SIZE, (uint64_t)seg->idx_written * IDX_SIZE) < 0) {
+                jn_warn("plog %s.index: write failed: %s", seg->path, strerror(errno));
+                break;
+            }
+            seg->idx_written++;
+        }
+    }
+    if (seg->tidx_fd >= 0) {
+        while (seg->tidx_written < seg->ntidx) {
+            encode_tidx(b, &seg->tidx[seg->tidx_written]);
+            if (write_all(seg->tidx_fd, b, TIDX_SIZE, (uint64_t)seg->tidx_written * TIDX_SIZE) < 0) {
+                jn_warn("plog %s.timeindex: write failed: %s", seg->path, strerror(errno));
+                break;
+            }
+            seg->tidx_written++;
+        }
+    }
+}
+
+/* Replaces both index files with the in-memory entries. With |keep_open|
+ * the descriptors stay open for appends (active segment). */
+static int seg_rewrite_indexes(jn_plog_segment_t *seg, bool keep_open)
+{
+    char name[PATH_MAX];
+    int rc = 0;
+    seg_close_indexes(seg);
+    seg->idx_written = seg->tidx_written = 0;
+    if (seg_file(seg, ".index", name, sizeof name) < 0)
+        return JN_EIO;
+    seg->idx_fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (seg_file(seg, ".timeindex", name, sizeof name) < 0)
+        return JN_EIO;
+    seg->tidx_fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (seg->idx_fd < 0 || seg->tidx_fd < 0) {
+        jn_warn("plog %s: cannot create index files: %s", seg->path, strerror(errno));
+        rc = JN_EIO;
+    } else {
+        seg_write_indexes(seg);
+        if (seg->idx_written < seg->nidx || seg->tidx_written < seg->ntidx)
+            rc = JN_EIO;
+    }
+    if (!keep_open)
+        seg_close_indexes(seg);
+    return rc;
+}
+
+/* ---- reading segment bytes ---------------------------------------------- */
+
+static jn_plog_segment_t *active_seg(const jn_plog_t *log) { return log->segs[log->nsegs - 1]; }
+
+/* Reads [pos, pos + n) of |seg|, from the file and, for the active segment,
+ * from the tail buffer beyond the file. */
+static int seg_read(const jn_plog_t *log, const jn_plog_segment_t *seg, void *dst, size_t n,
+                    uint64_t pos)
+{
+    uint8_t *d = dst;
+    if (pos > seg->size || n > seg->size - pos)
+        return JN_EIO;
+    if (pos < seg->file_size) {
+        size_t k = seg->file_size - pos < n ? (size_t)(seg->file_size - pos) : n;
+        if (read_all(seg->fd, d, k, pos) < 0) {
+            jn_error("plog %s.log: read failed: %s", seg->path, strerror(errno));
+            return JN_EIO;
+        }
+        d += k;
+        n -= k;
+        pos += k;
+    }
+    if (n > 0) {
+        if (!log || seg != active_seg(log))
+            return JN_EIO;
+        memcpy(d, log->tail.data + (pos - seg->file_size), n);
+    }
+    return 0;
+}
+
+/* Sequential batch reader over a segment with a chunked buffer. */
+typedef struct scanner {
+    const jn_plog_t *log;
+    const jn_plog_segment_t *seg;
+    uint64_t pos;     /* position of the next batch */
+    uint64_t limit;   /* end of the bytes to scan */
+    uint8_t *buf;
+    size_t cap;
+    uint64_t buf_pos; /* segment position of buf[0] */
+    size_t buf_len;
+} scanner_t;
+
+static void scan_init(scanner_t *s, const jn_plog_t *log, const jn_plog_segment_t *seg,
+                      uint64_t pos, uint64_t limit)
+{
+    memset(s, 0, sizeof *s);
+    s->log = log;
+    s->seg = seg;
+    s->pos = pos;
+    s->limit = limit;
+}
+
+static void scan_free(scanner_t *s) { free(s->buf); }
+
+static int scan_fill(scanner_t *s, size_t n)
+{
+    if (s->buf_len > 0 && s->pos >= s->buf_pos && s->pos + n <= s->buf_pos + s->buf_len)
+        return 0;
+    size_t want = n < SCAN_CHUNK ? SCAN_CHUNK : n;
+    if (want > s->limit - s->pos)
+        want = (size_t)(s->limit - s->pos);
+    if (want > s->cap) {
+        uint8_t *p = realloc(s->buf, want);
+        if (!p)
+            return JN_ENOMEM;
+        s->buf = p;
+        s->cap = want;
+    }
+    s->buf_len = 0;
+    int rc = seg_read(s->log, s->seg, s->buf, want, s->pos);
+    if (rc < 0)
+        return rc;
+    s->buf_pos = s->pos;
+    s->buf_len = want;
+    return 0;
+}
+
+/* Returns the next batch's total size with |bi| filled and *batch pointing
+ * at its bytes (valid until the next call), 0 at the end, JN_EPARTIAL when
+ * the bytes end inside a batch, JN_EPROTO / JN_ETOOBIG for an invalid
+ * header, JN_EIO, JN_ENOMEM. Does not advance: see scan_skip. */
+static int scan_next(scanner_t *s, jn_batch_info_t *bi, const uint8_t **batch)
+{
+    if (s->pos >= s->limit)
+        return 0;
+    uint64_t left = s->limit - s->pos;
+    if (left < JN_BATCH_HEADER_SIZE)
+        return JN_EPARTIAL;
+    int rc = scan_fill(s, JN_BATCH_HEADER_SIZE);
+    if (rc < 0)
+        return rc;
+    rc = jn_batch_parse(s->buf + (s->pos - s->buf_pos), JN_BATCH_HEADER_SIZE, SCAN_MAX, bi);
+    if (rc < 0 && rc != JN_EPARTIAL)
+        return rc;
+    size_t total = jn_batch_total_size(bi);
+    if (total > left)
+        return JN_EPARTIAL;
+    rc = scan_fill(s, total);
+    if (rc < 0)
+        return rc;
+    *batch = s->buf + (s->pos - s->buf_pos);
+    return (int)total;
+}
+
+static void scan_skip(scanner_t *s, size_t n) { s->pos += n; }
+
+/* Reads and parses the batch header at |pos|; returns its total size. */
+static int read_header(const jn_plog_t *log, const jn_plog_segment_t *seg, uint64_t pos,
+                       jn_batch_info_t *bi)
+{
+    uint8_t h[JN_BATCH_HEADER_SIZE];
+    if (pos > seg->size || seg->size - pos < JN_BATCH_HEADER_SIZE)
+        return JN_EIO;
+    int rc = seg_read(log, seg, h, sizeof h, pos);
+    if (rc < 0)
+        return rc;
+    rc = jn_batch_parse(h, sizeof h, SCAN_MAX, bi);
+    if (rc < 0 && rc != JN_EPARTIAL)
+        return JN_EIO;
+    size_t total = jn_batch_total_size(bi);
+    if (total > seg->size - pos)
+        return JN_EIO;
+    return (int)total;
+}
+
+static int seg_repair(const jn_plog_t *log, jn_plog_segment_t *seg);
+
+/* Position of the indexed batch at or below |offset|. The entry used is
+ * checked against the batch header it points at: a sealed segment's index
+ * is only spot-checked at open, so a wrong entry found here gets the
+ * segment's indexes rebuilt on the spot. */
+static int seg_index_pos(const jn_plog_t *log, jn_plog_segment_t *seg, int64_t offset,
+                         uint64_t *pos)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint64_t p = seg_lookup(seg, offset);
+        if (p == 0) {
+            *pos = 0;
+            return 0;
+        }
+        size_t lo = 0, hi = seg->nidx; /* the entry seg_lookup used */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (seg->idx[mid].pos <= p)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        jn_batch_info_t bi;
+        if (read_header(log, seg, p, &bi) >= 0 &&
+            bi.base_offset == seg->base + (int64_t)seg->idx[lo - 1].rel) {
+            *pos = p;
+            return 0;
+        }
+        /* The active segment's index was built by this process: never wrong. */
+        if (seg == active_seg(log))
+            return JN_EIO;
+        jn_warn("plog %s.index: entry for position %" PRIu64 " is wrong, rebuilding", seg->path, p);
+        int rc = seg_repair(log, seg);
+        if (rc < 0)
+            return rc;
+    }
+    return JN_EIO;
+}
+
+/* Finds in |seg| the first batch whose last offset is >= |offset|.
+ * Returns 1 with *pos set, 0 when there is none in this segment, JN_EIO. */
+static int seg_find(const jn_plog_t *log, jn_plog_segment_t *seg, int64_t offset, uint64_t *pos)
+{
+    uint64_t p;
+    int rc = seg_index_pos(log, seg, offset, &p);
+    if (rc < 0)
+        return rc;
+    jn_batch_info_t bi;
+    while (p < seg->size) {
+        rc = read_header(log, seg, p, &bi);
+        if (rc < 0) {
+            jn_error("plog %s.log: bad batch header at %" PRIu64, seg->path, p);
+            return JN_EIO;
+        }
+        if (bi.base_offset + bi.last_offset_delta >= offset) {
+            *pos = p;
+            return 1;
+        }
+        p += (uint64_t)rc;
+    }
+    return 0;
+}
+
+/* Index of the segment that may hold |offset|: the last with base <= it. */
+static size_t seg_index_for(const jn_plog_t *log, int64_t offset)
+{
+    size_t lo = 0, hi = log->nsegs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (log->segs[mid]->base <= offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo == 0 ? 0 : lo - 1;
+}
+
+/* Locates the first batch holding an offset >= |offset|. Returns 1 with
+ * *si and *pos set, 0 when there is none (offset at the end), or an error. */
+static int locate(jn_plog_t *log, int64_t offset, size_t *si, uint64_t *pos)
+{
+    for (size_t i = seg_index_for(log, offset); i < log->nsegs; i++) {
+        int rc = seg_find(log, log->segs[i], offset, pos);
+        if (rc != 0) {
+            *si = i;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- recovery ----------------------------------------------------------- */
+
+/* Loads an index file into memory; JN_ENOENT when missing, JN_ECORRUPT when
+ * its size is not a multiple of |entry| or implausible for the segment. */
+static int load_file(const jn_plog_segment_t *seg, const char *ext, size_t entry, uint8_t **out,
+                     size_t *count)
+{
+    char name[PATH_MAX];
+    *out = NULL;
+    *count = 0;
+    if (seg_file(seg, ext, name, sizeof name) < 0)
+        return JN_EIO;
+    int fd = open(name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? JN_ENOENT : JN_EIO;
+    int rc = JN_ECORRUPT;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        goto done;
+    uint64_t n = (uint64_t)st.st_size;
+    /* At most one entry per smallest batch: bounds the allocation. */
+    if (n % entry != 0 || n / entry > seg->file_size / JN_BATCH_HEADER_SIZE + 1)
+        goto done;
+    if (n > 0) {
+        *out = malloc((size_t)n);
+        if (!*out) {
+            rc = JN_ENOMEM;
+            goto done;
+        }
+        if (read_all(fd, *out, (size_t)n, 0) < 0) {
+            free(*out);
+            *out = NULL;
+            rc = JN_ECORRUPT;
+            goto done;
+        }
+    }
+    *count = (size_t)(n / entry);
+    rc = 0;
+done:
+    close(fd);
+    return rc;
+}
+
+/* Loads and checks a sealed segment's indexes (rule 2 at the top). Returns
+ * 0 when they are valid, with end, last_base and max_ts set. */
+static int seg_load_trusted(jn_plog_segment_t *seg)
+{
+    uint8_t *raw = NULL, *traw = NULL;
+    size_t n = 0, tn = 0;
+    int rc = load_file(seg, ".index", IDX_SIZE, &raw, &n);
+    if (rc < 0)
+        goto fail;
+    rc = load_file(seg, ".timeindex", TIDX_SIZE, &traw, &tn);
+    if (rc < 0)
+        goto fail;
+    rc = JN_ECORRUPT;
+    for (size_t i = 0; i < n; i++) {
+        idx_entry_t e = {jn_load_be32(raw + i * IDX_SIZE), jn_load_be32(raw + i * IDX_SIZE + 4)};
+        if (e.pos == 0 || e.pos >= seg->file_size)
+            goto fail;
+        if (i > 0 && (e.rel <= seg->idx[i - 1].rel || e.pos <= seg->idx[i - 1].pos))
+            goto fail;
+        if (idx_push(seg, e.rel, e.pos) < 0) {
+            rc = JN_ENOMEM;
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < tn; i++) {
+        tidx_entry_t e = {(int64_t)jn_load_be64(traw + i * TIDX_SIZE),
+                          jn_load_be32(traw + i * TIDX_SIZE + 8)};
+        if (i > 0 && (e.ts <= seg->tidx[i - 1].ts || e.rel < seg->tidx[i - 1].rel))
+            goto fail;
+        if (tidx_push(seg, e.ts, e.rel) < 0) {
+            rc = JN_ENOMEM;
+            goto fail;
+        }
+    }
+    /* Walk from the last indexed batch to the end of the file. */
+    uint64_t pos = n ? seg->idx[n - 1].pos : 0;
+    int64_t expect = n ? seg->base + seg->idx[n - 1].rel : seg->base;
+    scanner_t s;
+    scan_init(&s, NULL, seg, pos, seg->file_size);
+    jn_batch_info_t bi;
+    const uint8_t *p;
+    int64_t max_ts = tn ? seg->tidx[tn - 1].ts : -1;
+    bool first = true;
+    int r;
+    while ((r = scan_next(&s, &bi, &p)) > 0) {
+        /* An entry names its batch exactly; without one, compaction may
+         * have removed the segment's first batches. */
+        if ((first && n > 0) ? bi.base_offset != expect : bi.base_offset < expect)
+            break;
+        first = false;
+        seg->last_base = bi.base_offset;
+        seg->end = expect = bi.base_offset + bi.last_offset_delta + 1;
+        if (bi.max_timestamp > max_ts)
+            max_ts = bi.max_timestamp;
+        scan_skip(&s, (size_t)r);
+    }
+    scan_free(&s);
+    if (r != 0 || (first && n > 0))
+        goto fail;
+    if (tn > 0 && seg->base + seg->tidx[tn - 1].rel > seg->end)
+        goto fail;
+    seg->max_ts = seg->file_size > 0 ? max_ts : -1;
+    rc = 0;
+fail:
+    free(raw);
+    free(traw);
+    return rc;
+}
+
+/* Walks every batch of |seg| from position 0 up to |limit|, rebuilding the
+ * indexes and summary. With |strict| (the last segment) CRCs are checked
+ * and batch offsets must be contiguous. Returns the position after the last
+ * valid batch (or the error of the first invalid one when !strict). */
+static int64_t seg_rebuild(const jn_plog_t *log, jn_plog_segment_t *seg, uint64_t limit,
+                           bool strict, uint32_t interval)
+{
+    seg->nidx = seg->ntidx = 0;
+    seg->since_index = 0;
+    seg->end = seg->base;
+    seg->last_base = -1;
+    seg->max_ts = -1;
+    seg->created_ms = -1;
+    scanner_t s;
+    scan_init(&s, log, seg, 0, limit);
+    jn_batch_info_t bi;
+    const uint8_t *p;
+    int64_t expect = seg->base;
+    int r;
+    while ((r = scan_next(&s, &bi, &p)) > 0) {
+        if (strict ? bi.base_offset != expect : bi.base_offset < expect) {
+            r = JN_ECORRUPT;
+            break;
+        }
+        if (strict && jn_batch_verify_crc(p, (size_t)r) < 0) {
+            r = JN_ECORRUPT;
+            break;
+        }
+        if (seg->created_ms < 0)
+            seg->created_ms = bi.max_timestamp;
+        seg_note_batch(seg, interval, s.pos, (size_t)r, &bi);
+        expect = seg->end;
+        scan_skip(&s, (size_t)r);
+    }
+    uint64_t valid = s.pos;
+    scan_free(&s);
+    if (r == JN_EIO || r == JN_ENOMEM || (!strict && r < 0))
+        return r < 0 ? r : JN_EIO;
+    return (int64_t)valid;
+}
+
+/* Rebuilds a sealed segment's indexes from its .log, in memory and on disk. */
+static int seg_repair(const jn_plog_t *log, jn_plog_segment_t *seg)
+{
+    int64_t r = seg_rebuild(log, seg, seg->file_size, false, log->cfg.index_interval_bytes);
+    if (r < 0) {
+        jn_error("plog %s: sealed segment unreadable at a batch header", seg->path);
+        return r == JN_ENOMEM || r == JN_EIO ? (int)r : JN_ECORRUPT;
+    }
+    seg_seal_time(seg);
+    (void)seg_rewrite_indexes(seg, false);
+    return 0;
+}
+
+static int seg_open_sealed(jn_plog_t *log, jn_plog_segment_t *seg)
+{
+    char name[PATH_MAX];
+    if (seg_file(seg, ".log", name, sizeof name) < 0)
+        return JN_EIO;
+    seg->fd = open(name, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (seg->fd < 0 || fstat(seg->fd, &st) != 0) {
+        jn_error("plog %s: cannot open: %s", name, strerror(errno));
+        return JN_EIO;
+    }
+    seg->file_size = seg->size = (uint64_t)st.st_size;
+    int rc = seg_load_trusted(seg);
+    if (rc == JN_ENOMEM || rc == JN_EIO)
+        return rc;
+    if (rc < 0) {
+        jn_warn("plog %s: index missing or invalid, rebuilding", name);
+        return seg_repair(log, seg);
+    }
+    return 0;
+}
+
+/* Opens (creating) the last segment, scans it and cuts the invalid tail. */
+static int seg_open_active(jn_plog_t *log, jn_plog_segment_t *seg, bool create)
+{
+    char name[PATH_MAX];
+    if (seg_file(seg, ".log", name, sizeof name) < 0)
+        return JN_EIO;
+    seg->fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC | (create ? O_TRUNC : 0), 0644);
+    struct stat st;
+    if (seg->fd < 0 || fstat(seg->fd, &st) != 0) {
+        jn_error("plog %s: cannot open: %s", name, strerror(errno));
+        return JN_EIO;
+    }
+    seg->file_size = seg->size = (uint64_t)st.st_size;
+    int64_t valid = seg_rebuild(log, seg, seg->file_size, true, log->cfg.index_interval_bytes);
+    if (valid < 0)
+        return (int)valid;
+    if ((uint64_t)valid < seg->file_size) {
+        jn_warn("plog %s: cut %" PRIu64 " bytes of torn or invalid data after position %" PRId64,
+                name, seg->file_size - (uint64_t)valid, valid);
+        if (ftruncate(seg->fd, (off_t)valid) != 0) {
+            jn_error("plog %s: truncate failed: %s", name, strerror(errno));
+            return JN_EIO;
+        }
+        seg->file_size = seg->size = (uint64_t)valid;
+    }
+    int64_t now = jn_clock_now(log->clock);
+    if (seg->created_ms > now)
+        seg->created_ms = now;
+    if (seg_rewrite_indexes(seg, true) < 0 && (seg->idx_fd < 0 || seg->tidx_fd < 0))
+        return JN_EIO;
+    if (create)
+        log->dir_dirty = true;
+    return 0;
+}
+
+/* Parses "<20 digits>.log". */
+static bool parse_segment_name(const char *name, int64_t *base)
+{
+    if (strlen(name) != NAME_DIGITS + 4 || strcmp(name + NAME_DIGITS, ".log") != 0)
+        return false;
+    int64_t v = 0;
+    for (int i = 0; i < NAME_DIGITS; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+        int d = name[i] - '0';
+        if (v > (INT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *base = v;
+    return true;
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char p[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof p)
+        return JN_EINVAL;
+    memcpy(p, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            jn_error("plog: mkdir %s: %s", p, strerror(errno));
+            return JN_EIO;
+        }
+        p[i] = c;
+    }
+    return 0;
+}
+
+static int segs_push(jn_plog_t *log, jn_plog_segment_t *seg)
+{
+    if (log->nsegs == log->segs_cap) {
+        size_t cap = log->segs_cap ? log->segs_cap * 2 : 8;
+        jn_plog_segment_t **p = realloc(log->segs, cap * sizeof *p);
+        if (!p)
+            return JN_ENOMEM;
+        log->segs = p;
+        log->segs_cap = cap;
+    }
+    log->segs[log->nsegs++] = seg;
+    return 0;
+}
+
+/* Lists segment bases in |dir| (sorted) and deletes leftovers of
+ * interrupted compactions. */
+static int list_segments(const char *dir, int64_t **out, size_t *count)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return JN_EIO;
+    int64_t *bases = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int64_t base;
+        if (has_suffix(e->d_name, ".cleaned")) {
+            char name[PATH_MAX];
+            if (snprintf(name, sizeof name, "%s/%s", dir, e->d_name) < (int)sizeof name)
+                (void)unlink(name);
+            continue;
+        }
+        if (!parse_segment_name(e->d_name, &base))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int64_t *p = realloc(bases, cap * sizeof *p);
+            if (!p) {
+                rc = JN_ENOMEM;
+                break;
+            }
+            bases = p;
+        }
+        bases[n++] = base;
+    }
+    closedir(d);
+    if (rc < 0) {
+        free(bases);
+        return rc;
+    }
+    if (n > 1)
+        qsort(bases, n, sizeof *bases, cmp_i64);
+    *out = bases;
+    *count = n;
+    return 0;
+}
+
+/* ---- configuration and the interval timer ------------------------------- */
+
+void jn_plog_config_default(jn_plog_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->segment_bytes = 128u << 20;
+    c->segment_ms = 7LL * 24 * 3600 * 1000;
+    c->retention_ms = -1;
+    c->retention_bytes = -1;
+    c->index_interval_bytes = 4096;
+    c->max_batch_bytes = 8u << 20;
+    c->fsync = JN_FSYNC_INTERVAL;
+    c->fsync_interval_ms = 1000;
+    c->compact = false;
+    c->delete_retention_ms = 24LL * 3600 * 1000;
+}
+
+static void sanitize_config(jn_plog_config_t *c)
+{
+    if (c->segment_bytes == 0)
+        c->segment_bytes = 128u << 20;
+    if (c->max_batch_bytes == 0 || c->max_batch_bytes > SCAN_MAX)
+        c->max_batch_bytes = 8u << 20;
+    if (c->fsync_interval_ms <= 0)
+        c->fsync_interval_ms = 1000;
+    if (c->segment_ms < 0)
+        c->segment_ms = 0;
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    jn_plog_t *log = t->data;
+    if (!log)
+        return;
+    log->interval_due = true;
+    (void)jn_plog_flush(log);
+}
+
+static void timer_free_cb(uv_handle_t *h) { free(h); }
+
+static void timer_stop(jn_plog_t *log)
+{
+    if (!log->timer)
+        return;
+    log->timer->data = NULL;
+    uv_timer_stop(log->timer);
+    uv_close((uv_handle_t *)log->timer, timer_free_cb);
+    log->timer = NULL;
+}
+
+static void timer_update(jn_plog_t *log)
+{
+    if (log->cfg.fsync != JN_FSYNC_INTERVAL) {
+        timer_stop(log);
+        return;
+    }
+    if (!log->timer) {
+        log->timer = malloc(sizeof *log->timer);
+        if (!log->timer || uv_timer_init(log->loop, log->timer) != 0) {
+            free(log->timer);
+            log->timer = NULL;
+            jn_error("plog %s: cannot start the fsync timer", log->dir);
+            return;
+        }
+        log->timer->data = log;
+    }
+    uint64_t ms = (uint64_t)log->cfg.fsync_interval_ms;
+    uv_timer_start(log->timer, timer_cb, ms, ms);
+}
+
+void jn_plog_set_config(jn_plog_t *log, const jn_plog_config_t *cfg)
+{
+    log->cfg = *cfg;
+    sanitize_config(&log->cfg);
+    timer_update(log);
+}
+
+const jn_plog_config_t *jn_plog_config(const jn_plog_t *log) { return &log->cfg; }
+
+/* ---- open and close ----------------------------------------------------- */
+
+static void log_free(jn_plog_t *log)
+{
+    for (size_t i = 0; i < log->nsegs; i++)
+        jn_plog_segment_unref(log->segs[i]);
+    free(log->segs);
+    jn_buf_free(&log->tail);
+    if (log->dir_fd >= 0)
+        close(log->dir_fd);
+    free(log->dir);
+    free(log);
+}
+
+int jn_plog_open(uv_loop_t *loop, const char *dir, const jn_plog_config_t *cfg,
+                 const jn_clock_t *clock, jn_plog_t **out)
+{
+    int64_t *bases = NULL;
+    size_t nbases = 0;
+    jn_plog_t *log = calloc(1, sizeof *log);
+    if (!log)
+        return JN_ENOMEM;
+    log->loop = loop;
+    log->dir_fd = -1;
+    log->clock = clock ? clock : &jn_clock_real;
+    if (cfg)
+        log->cfg = *cfg;
+    else
+        jn_plog_config_default(&log->cfg);
+    sanitize_config(&log->cfg);
+    jn_list_init(&log->waiters);
+    jn_buf_init(&log->tail, TAIL_MAX);
+    int rc = JN_ENOMEM;
+    log->dir = strdup(dir);
+    if (!log->dir)
+        goto fail;
+    rc = mkdir_p(dir);
+    if (rc < 0)
+        goto fail;
+    log->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (log->dir_fd < 0) {
+        rc = JN_EIO;
+        goto fail;
+    }
+    rc = list_segments(dir, &bases, &nbases);
+    if (rc < 0)
+        goto fail;
+    for (size_t i = 0; i < (nbases ? nbases : 1); i++) {
+        jn_plog_segment_t *seg = seg_new(dir, nbases ? bases[i] : 0);
+        rc = JN_ENOMEM;
+        if (!seg || segs_push(log, seg) < 0) {
+            free(seg);
+            goto fail;
+        }
+        bool last = i + 1 >= nbases;
+        rc = last ? seg_open_active(log, seg, nbases == 0) : seg_open_sealed(log, seg);
+        if (rc < 0)
+            goto fail;
+    }
+    jn_plog_segment_t *act = active_seg(log);
+    log->end = log->written_end = log->durable = act->end;
+    /* What recovery found may sit in the page cache only (a process crash):
+     * make it durable before calling it so. Open runs before serving. */
+    if (act->file_size > 0 && log->cfg.fsync != JN_FSYNC_NEVER && fdatasync(act->fd) != 0) {
+        rc = JN_EIO;
+        goto fail;
+    }
+    log->cleaned_upto = log->segs[0]->base;
+    timer_update(log);
+    free(bases);
+    *out = log;
+    return 0;
+fail:
+    free(bases);
+    log_free(log);
+    return rc;
+}
+
+static void fire_list(jn_list_t *list, int status)
+{
+    while (!jn_list_empty(list)) {
+        jn_durable_waiter_t *w = jn_container_of(list->next, jn_durable_waiter_t, node);
+        jn_list_remove(&w->node);
+        w->cb(w, status);
+    }
+}
+
+static int write_tail(jn_plog_t *log);
+
+void jn_plog_close(jn_plog_t *log)
+{
+    if (!log)
+        return;
+    timer_stop(log);
+    if (log->job) {
+        log->job->log = NULL; /* it finishes alone and frees itself */
+        log->job = NULL;
+    }
+    jn_plog_segment_t *act = active_seg(log);
+    if (write_tail(log) < 0)
+        jn_error("plog %s: %zu bytes lost at close", log->dir, log->tail.len);
+    seg_write_indexes(act);
+    for (size_t i = 0; i < log->nsegs; i++) {
+        jn_plog_segment_t *seg = log->segs[i];
+        if ((seg->needs_sync || seg == act) && log->cfg.fsync != JN_FSYNC_NEVER &&
+            fdatasync(seg->fd) != 0)
+            jn_error("plog %s.log: fdatasync failed: %s", seg->path, strerror(errno));
+    }
+    if (log->dir_dirty)
+        fsync_dir(log);
+    jn_list_t pending;
+    jn_list_init(&pending);
+    while (!jn_list_empty(&log->waiters)) {
+        jn_list_t *n = log->waiters.next;
+        jn_list_remove(n);
+        jn_list_insert_tail(&pending, n);
+    }
+    log_free(log);
+    fire_list(&pending, JN_ECLOSED);
+}
+
+static int rm_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return JN_EIO;
+    struct dirent *e;
+    char name[PATH_MAX];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (snprintf(name, sizeof name, "%s/%s", dir, e->d_name) < (int)sizeof name)
+            (void)unlink(name);
+    }
+    closedir(d);
+    return rmdir(dir) == 0 ? 0 : JN_EIO;
+}
+
+void jn_plog_destroy(jn_plog_t *log)
+{
+    if (!log)
+        return;
+    char *dir = strdup(log->dir);
+    log->cfg.fsync = JN_FSYNC_NEVER; /* the files are going away */
+    jn_plog_close(log);
+    if (dir && rm_files(dir) < 0)
+        jn_warn("plog %s: cannot remove the directory", dir);
+    free(dir);
+}
+
+/* ---- appending ---------------------------------------------------------- */
+
+static int write_tail(jn_plog_t *log)
+{
+    if (log->tail.len == 0)
+        return 0;
+    jn_plog_segment_t *seg = active_seg(log);
+    if (write_all(seg->fd, log->tail.data, log->tail.len, seg->file_size) < 0) {
+        jn_error("plog %s.log: write failed: %s", seg->path, strerror(errno));
+        /* Drop a partial write so the file stays a sequence of batches. */
+        if (ftruncate(seg->fd, (off_t)seg->file_size) != 0)
+            jn_error("plog %s.log: truncate failed: %s", seg->path, strerror(errno));
+        return JN_EIO;
+    }
+    seg->file_size += log->tail.len;
+    jn_buf_reset(&log->tail);
+    log->written_end = log->end;
+    return 0;
+}
+
+static int roll(jn_plog_t *log)
+{
+    jn_plog_segment_t *old = active_seg(log);
+    if (old->size == 0)
+        return 0;
+    int rc = write_tail(log);
+    if (rc < 0)
+        return rc;
+    seg_seal_time(old);
+    seg_write_indexes(old);
+    jn_plog_segment_t *seg = seg_new(log->dir, log->end);
+    if (!seg)
+        return JN_ENOMEM;
+    if (segs_push(log, seg) < 0) {
+        free(seg);
+        return JN_ENOMEM;
+    }
+    rc = seg_open_active(log, seg, true);
+    if (rc < 0) {
+        log->nsegs--;
+        jn_plog_segment_unref(seg);
+        return rc;
+    }
+    seg_close_indexes(old);
+    old->needs_sync = true;
+    return 0;
+}
+
+int jn_plog_roll(jn_plog_t *log) { return roll(log); }
+
+int64_t jn_plog_append(jn_plog_t *log, const uint8_t *batch, size_t len)
+{
+    jn_batch_info_t bi;
+    if (len > log->cfg.max_batch_bytes)
+        return JN_ETOOBIG;
+    int rc = jn_batch_parse(batch, len, log->cfg.max_batch_bytes, &bi);
+    if (rc == JN_ETOOBIG)
+        return JN_ETOOBIG;
+    if (rc < 0 || (size_t)rc != len)
+        return JN_EPROTO;
+    if (log->end > INT64_MAX - 1 - bi.last_offset_delta)
+        return JN_ERANGE;
+
+    int64_t now = jn_clock_now(log->clock);
+    jn_plog_segment_t *seg = active_seg(log);
+    if (seg->size > 0 &&
+        (seg->size + len > log->cfg.segment_bytes || seg->size + len > UINT32_MAX ||
+         log->end + bi.last_offset_delta - seg->base > (int64_t)UINT32_MAX ||
+         (log->cfg.segment_ms > 0 && now - seg->created_ms >= log->cfg.segment_ms))) {
+        rc = roll(log);
+        if (rc < 0)
+            return rc == JN_ENOMEM ? JN_ENOMEM : JN_EIO;
+        seg = active_seg(log);
+    }
+    if (log->tail.len + len > TAIL_MAX && write_tail(log) < 0)
+        return JN_EIO;
+
+    uint64_t pos = seg->size;
+    bi.base_offset = log->end;
+    uint8_t head[16];
+    memcpy(head, batch, sizeof head);
+    jn_batch_set_base_offset(head, log->end);
+    jn_store_be32(head + 12, 0);
+    if (len > TAIL_MAX) {
+        /* Larger than the tail: written directly (the tail is empty now). */
+        if (write_all(seg->fd, head, sizeof head, pos) < 0 ||
+            write_all(seg->fd, batch + sizeof head, len - sizeof head, pos + sizeof head) < 0) {
+            jn_error("plog %s.log: write failed: %s", seg->path, strerror(errno));
+            if (ftruncate(seg->fd, (off_t)seg->file_size) != 0)
+                jn_error("plog %s.log: truncate failed", seg->path);
+            return JN_EIO;
+        }
+        seg->file_size += len;
+    } else {
+        if (jn_buf_append(&log->tail, head, sizeof head) < 0 ||
+            jn_buf_append(&log->tail, batch + sizeof head, len - sizeof head) < 0) {
+            log->tail.len = (size_t)(pos - seg->file_size);
+            return JN_ENOMEM;
+        }
+    }
+    if (seg->created_ms < 0)
+        seg->created_ms = now;
+    seg_note_batch(seg, log->cfg.index_interval_bytes, pos, len, &bi);
+    seg->size += len;
+    log->end = seg->end;
+    if (log->tail.len == 0)
+        log->written_end = log->end;
+    return bi.base_offset;
+}
+
+/* ---- fsync -------------------------------------------------------------- */
+
+static void sync_work(uv_work_t *req)
+{
+    sync_job_t *job = jn_container_of(req, sync_job_t, req);
+    for (size_t i = 0; i < job->nsegs; i++) {
+        if (fdatasync(job->segs[i]->fd) != 0) {
+            job->status = JN_EIO;
+            job->err = errno;
+        }
+    }
+    if (job->dir_fd >= 0 && fsync(job->dir_fd) != 0) {
+        job->status = JN_EIO;
+        job->err = errno;
+    }
+}
+
+static void maybe_sync(jn_plog_t *log);
+
+static void sync_after(uv_work_t *req, int status)
+{
+    sync_job_t *job = jn_container_of(req, sync_job_t, req);
+    jn_plog_t *log = job->log;
+    if (status != 0 && job->status == 0)
+        job->status = JN_EIO;
+    bool ok = job->status == 0;
+    for (size_t i = 0; i < job->nsegs; i++) {
+        jn_plog_segment_t *seg = job->segs[i];
+        if (!ok && log && seg->refs > 1)
+            seg->needs_sync = true;
+        jn_plog_segment_unref(seg);
+    }
+    if (job->dir_fd >= 0)
+        close(job->dir_fd);
+    int64_t end = job->end;
+    int err = job->err;
+    free(job->segs);
+    free(job);
+    if (!log)
+        return;
+    log->job = NULL;
+    if (ok) {
+        if (end > log->durable)
+            log->durable = end;
+    } else {
+        jn_error("plog %s: fsync failed: %s", log->dir, err ? strerror(err) : "cancelled");
+        log->dir_dirty = true;
+    }
+    /* Collect the waiters this job answered before anything can call back
+     * into the log; fire them last, touching the log no more. */
+    jn_list_t done, *n, *tmp;
+    jn_list_init(&done);
+    jn_list_foreach_safe(n, tmp, &log->waiters) {
+        jn_durable_waiter_t *w = jn_container_of(n, jn_durable_waiter_t, node);
+        if (w->offset < end) {
+            jn_list_remove(n);
+            jn_list_insert_tail(&done, n);
+        }
+    }
+    (void)jn_plog_flush(log);
+    fire_list(&done, ok ? 0 : JN_EIO);
+}
+
+static bool has_unsynced(const jn_plog_t *log)
+{
+    if (log->written_end > log->durable || log->dir_dirty)
+        return true;
+    for (size_t i = 0; i < log->nsegs; i++)
+        if (log->segs[i]->needs_sync)
+            return true;
+    return false;
+}
+
+static void maybe_sync(jn_plog_t *log)
+{
+    if (log->job)
+        return;
+    if (jn_list_empty(&log->waiters) && !log->interval_due)
+        return;
+    if (!has_unsynced(log)) {
+        log->interval_due = false;
+        return;
+    }
+    sync_job_t *job = calloc(1, sizeof *job);
+    if (!job)
+        return;
+    job->segs = calloc(log->nsegs, sizeof *job->segs);
+    if (!job->segs) {
+        free(job);
+        return;
+    }
+    for (size_t i = 0; i < log->nsegs; i++) {
+        jn_plog_segment_t *seg = log->segs[i];
+        if (seg->needs_sync || i + 1 == log->nsegs) {
+            seg_ref(seg);
+            seg->needs_sync = false;
+            job->segs[job->nsegs++] = seg;
+        }
+    }
+    job->dir_fd = log->dir_dirty ? dup(log->dir_fd) : -1;
+    log->dir_dirty = false;
+    job->end = log->written_end;
+    job->log = log;
+    if (uv_queue_work(log->loop, &job->req, sync_work, sync_after) != 0) {
+        jn_error("plog %s: cannot queue fsync", log->dir);
+        for (size_t i = 0; i < job->nsegs; i++) {
+            job->segs[i]->needs_sync = job->segs[i] != active_seg(log);
+            jn_plog_segment_unref(job->segs[i]);
+        }
+        if (job->dir_fd >= 0) {
+            close(job->dir_fd);
+            log->dir_dirty = true;
+        }
+        free(job->segs);
+        free(job);
+        return;
+    }
+    log->job = job;
+    log->interval_due = false;
+}
+
+int jn_plog_flush(jn_plog_t *log)
+{
+    int rc = write_tail(log);
+    seg_write_indexes(active_seg(log));
+    maybe_sync(log);
+    return rc;
+}
+
+void jn_plog_wait_durable(jn_plog_t *log, jn_durable_waiter_t *w, int64_t offset, jn_durable_cb cb)
+{
+    w->cb = cb;
+    w->offset = offset;
+    if (offset < log->durable || log->cfg.fsync != JN_FSYNC_ALWAYS) {
+        jn_list_init(&w->node);
+        cb(w, 0);
+        return;
+    }
+    jn_list_insert_tail(&log->waiters, &w->node);
+}
+
+void jn_plog_cancel_durable(jn_durable_waiter_t *w)
+{
+    if (jn_list_linked(&w->node))
+        jn_list_remove(&w->node);
+}
+
+/* ---- offsets and sizes -------------------------------------------------- */
+
+int64_t jn_plog_start_offset(const jn_plog_t *log) { return log->segs[0]->base; }
+int64_t jn_plog_end_offset(const jn_plog_t *log) { return log->end; }
+int64_t jn_plog_durable_offset(const jn_plog_t *log) { return log->durable; }
+int64_t jn_plog_segment_count(const jn_plog_t *log) { return (int64_t)log->nsegs; }
+
+uint64_t jn_plog_size_bytes(const jn_plog_t *log)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < log->nsegs; i++)
+        n += log->segs[i]->size;
+    return n;
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+int jn_plog_read(jn_plog_t *log, int64_t offset, size_t max_bytes, jn_buf_t *out)
+{
+    if (offset < jn_plog_start_offset(log) || offset > log->end)
+        return JN_ERANGE;
+    size_t si;
+    uint64_t pos;
+    int rc = locate(log, offset, &si, &pos);
+    if (rc <= 0)
+        return rc;
+    size_t copied = 0;
+    while (si < log->nsegs && (copied == 0 || copied < max_bytes)) {
+        jn_plog_segment_t *seg = log->segs[si];
+        if (pos >= seg->size) {
+            si++;
+            pos = 0;
+            continue;
+        }
+        /* Read as much as the budget allows in one go, then keep whole
+         * batches only. The first batch is taken whole whatever its size. */
+        size_t want = max_bytes - copied;
+        if (seg->size - pos < want)
+            want = (size_t)(seg->size - pos);
+        if (copied == 0) {
+            jn_batch_info_t bi;
+            int total = read_header(log, seg, pos, &bi);
+            if (total < 0)
+                return total;
+            if ((size_t)total > want)
+                want = (size_t)total;
+            if (out->max - out->len < want && out->max - out->len >= (size_t)total)
+                want = out->max - out->len;
+        } else if (out->max - out->len < want) {
+            want = out->max - out->len;
+        }
+        if (want < JN_BATCH_LOG_OVERHEAD)
+            break;
+        size_t start = out->len;
+        rc = jn_buf_reserve(out, want);
+        if (rc < 0) {
+            if (copied > 0)
+                break;
+            return rc;
+        }
+        rc = seg_read(log, seg, out->data + start, want, pos);
+        if (rc < 0) {
+            if (copied > 0)
+                break;
+            return rc;
+        }
+        size_t q = 0;
+        while (want - q >= JN_BATCH_LOG_OVERHEAD) {
+            uint64_t total = (uint64_t)jn_load_be32(out->data + start + q + 8) + JN_BATCH_LOG_OVERHEAD;
+            if (total < JN_BATCH_HEADER_SIZE || total > want - q)
+                break;
+            q += (size_t)total;
+        }
+        out->len = start + q;
+        copied += q;
+        pos += q;
+        if (q == 0) {
+            if (copied == 0)
+                return JN_EIO;
+            break;
+        }
+        if (q < want)
+            break; /* a batch did not fit the budget */
+    }
+    return (int)copied;
+}
+
+int jn_plog_slice(jn_plog_t *log, int64_t offset, size_t max_bytes, jn_plog_slice_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->fd = -1;
+    if (offset < jn_plog_start_offset(log) || offset > log->end)
+        return JN_ERANGE;
+    size_t si;
+    uint64_t pos;
+    int rc = locate(log, offset, &si, &pos);
+    if (rc <= 0)
+        return rc;
+    jn_plog_segment_t *seg = log->segs[si];
+    /* One range never straddles the file and the tail: batches are written
+     * whole, so the boundary is between batches. */
+    bool in_tail = pos >= seg->file_size;
+    uint64_t limit = in_tail ? seg->size : seg->file_size;
+    uint64_t end = pos;
+    jn_batch_info_t bi;
+    while (end < limit) {
+        int total = read_header(log, seg, end, &bi);
+        if (total < 0) {
+            if (end == pos)
+                return total;
+            break;
+        }
+        if (end > pos && end - pos + (uint64_t)total > max_bytes)
+            break;
+        end += (uint64_t)total;
+    }
+    seg_ref(seg);
+    out->seg = seg;
+    out->pos = pos;
+    out->len = (size_t)(end - pos);
+    if (in_tail) {
+        out->mem = log->tail.data + (pos - seg->file_size);
+    } else {
+        out->fd = seg->fd;
+    }
+    return 0;
+}
+
+int64_t jn_plog_offset_for_time(jn_plog_t *log, int64_t ts)
+{
+    for (size_t i = 0; i < log->nsegs; i++) {
+        jn_plog_segment_t *seg = log->segs[i];
+        if (seg->size == 0 || seg->max_ts < ts)
+            continue;
+        /* Start at the batch of the last time entry below |ts|. */
+        uint64_t pos = 0;
+        for (size_t k = seg->ntidx; k-- > 0;) {
+            if (seg->tidx[k].ts < ts) {
+                if (seg_index_pos(log, seg, seg->base + seg->tidx[k].rel, &pos) < 0)
+                    pos = 0;
+                break;
+            }
+        }
+        scanner_t s;
+        scan_init(&s, log, seg, pos, seg->size);
+        jn_batch_info_t bi;
+        const uint8_t *p;
+        int r;
+        int64_t found = -1;
+        while (found < 0 && (r = scan_next(&s, &bi, &p)) > 0) {
+            if (bi.max_timestamp >= ts) {
+                jn_batch_iter_t it;
+                jn_record_t rec;
+                if ((bi.attributes & JN_BATCH_TIMESTAMP_LOG_APPEND) ||
+                    jn_batch_iter_init(&it, p, (size_t)r, false) < 0) {
+                    found = bi.base_offset;
+                    break;
+                }
+                while (jn_batch_iter_next(&it, &rec) > 0) {
+                    if (rec.timestamp >= ts) {
+                        found = rec.offset;
+                        break;
+                    }
+                }
+            }
+            scan_skip(&s, (size_t)r);
+        }
+        scan_free(&s);
+        if (found >= 0)
+            return found;
+    }
+    return log->end;
+}
+
+/* ---- retention ---------------------------------------------------------- */
+
+static void delete_oldest(jn_plog_t *log)
+{
+    jn_plog_segment_t *seg = log->segs[0];
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    char name[PATH_MAX];
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+        if (seg_file(seg, exts[i], name, sizeof name) == 0 && unlink(name) != 0 && errno != ENOENT)
+            jn_warn("plog %s: unlink failed: %s", name, strerror(errno));
+    memmove(log->segs, log->segs + 1, (log->nsegs - 1) * sizeof *log->segs);
+    log->nsegs--;
+    jn_info("plog %s: deleted segment %" PRId64 " (%" PRIu64 " bytes)", log->dir, seg->base,
+            seg->size);
+    /* Slices and sync jobs may still hold it: the fd lives until they drop it. */
+    jn_plog_segment_unref(seg);
+}
+
+static int64_t compact(jn_plog_t *log, int *rewritten);
+
+int jn_plog_maintain(jn_plog_t *log)
+{
+    int n = 0;
+    int64_t now = jn_clock_now(log->clock);
+    jn_plog_segment_t *act = active_seg(log);
+    if (log->cfg.segment_ms > 0 && act->size > 0 && now - act->created_ms >= log->cfg.segment_ms &&
+        roll(log) < 0)
+        jn_warn("plog %s: roll by age failed", log->dir);
+    if (log->cfg.retention_ms >= 0) {
+        while (log->nsegs > 1 && log->segs[0]->max_ts < now - log->cfg.retention_ms) {
+            delete_oldest(log);
+            n++;
+        }
+    }
+    if (log->cfg.retention_bytes >= 0) {
+        uint64_t total = jn_plog_size_bytes(log);
+        while (log->nsegs > 1 && total > (uint64_t)log->cfg.retention_bytes) {
+            total -= log->segs[0]->size;
+            delete_oldest(log);
+            n++;
+        }
+    }
+    if (log->cfg.compact && log->nsegs > 1 && log->segs[log->nsegs - 2]->base >= log->cleaned_upto) {
+        int rewritten = 0;
+        if (compact(log, &rewritten) >= 0)
+            n += rewritten;
+    }
+    return n;
+}
+
+/* ---- compaction --------------------------------------------------------- */
+
+/* key -> latest offset. Keys are copied into one arena (offsets into it, so
+ * the arena may move); open addressing with linear probing. */
+typedef struct kmap_slot {
+    uint64_t hash;
+    int64_t offset; /* -1: empty slot */
+    size_t key_pos;
+    uint32_t key_len;
+} kmap_slot_t;
+
+typedef struct kmap {
+    kmap_slot_t *slots;
+    size_t cap, count;
+    jn_buf_t keys;
+} kmap_t;
+
+static int kmap_init(kmap_t *m)
+{
+    m->cap = 1024;
+    m->count = 0;
+    jn_buf_init(&m->keys, KMAP_KEYS_MAX);
+    m->slots = malloc(m->cap * sizeof *m->slots);
+    if (!m->slots)
+        return JN_ENOMEM;
+    for (size_t i = 0; i < m->cap; i++)
+        m->slots[i].offset = -1;
+    return 0;
+}
+
+static void kmap_free(kmap_t *m)
+{
+    free(m->slots);
+    jn_buf_free(&m->keys);
+}
+
+static kmap_slot_t *kmap_find(const kmap_t *m, const uint8_t *key, uint32_t len, uint64_t h)
+{
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        kmap_slot_t *s = &m->slots[i];
+        if (s->offset < 0)
+            return s;
+        if (s->hash == h && s->key_len == len && memcmp(m->keys.data + s->key_pos, key, len) == 0)
+            return s;
+    }
+}
+
+static int kmap_grow(kmap_t *m)
+{
+    size_t cap = m->cap * 2;
+    if (cap > KMAP_SLOTS_MAX)
+        return JN_ETOOBIG;
+    kmap_slot_t *old = m->slots;
+    size_t old_cap = m->cap;
+    m->slots = malloc(cap * sizeof *m->slots);
+    if (!m->slots) {
+        m->slots = old;
+        return JN_ENOMEM;
+    }
+    m->cap = cap;
+    for (size_t i = 0; i < cap; i++)
+        m->slots[i].offset = -1;
+    for (size_t i = 0; i < old_cap; i++) {
+        if (old[i].offset < 0)
+            continue;
+        size_t j = old[i].hash & (cap - 1);
+        while (m->slots[j].offset >= 0)
+            j = (j + 1) & (cap - 1);
+        m->slots[j] = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+static int kmap_put(kmap_t *m, const uint8_t *key, uint32_t len, int64_t offset)
+{
+    uint64_t h = jn_fnv1a(key, len);
+    kmap_slot_t *s = kmap_find(m, key, len, h);
+    if (s->offset >= 0) {
+        if (offset > s->offset)
+            s->offset = offset;
+        return 0;
+    }
+    if ((m->count + 1) * 2 > m->cap) {
+        int rc = kmap_grow(m);
+        if (rc < 0)
+            return rc;
+        s = kmap_find(m, key, len, h);
+    }
+    size_t pos = m->keys.len;
+    int rc = jn_buf_append(&m->keys, key, len);
+    if (rc < 0)
+        return rc;
+    *s = (kmap_slot_t){h, offset, pos, len};
+    m->count++;
+    return 0;
+}
+
+static int64_t kmap_get(const kmap_t *m, const uint8_t *key, uint32_t len)
+{
+    kmap_slot_t *s = kmap_find(m, key, len, jn_fnv1a(key, len));
+    return s->offset;
+}
+
+/* Records the latest offset of every key in |seg|. Batches that cannot be
+ * iterated (compressed, malformed) contribute nothing: records they shadow
+ * are kept, which is safe. */
+static int map_segment(const jn_plog_t *log, const jn_plog_segment_t *seg, kmap_t *m)
+{
+    scanner_t s;
+    scan_init(&s, log, seg, 0, seg->size);
+    jn_batch_info_t bi;
+    const uint8_t *p;
+    int r;
+    while ((r = scan_next(&s, &bi, &p)) > 0) {
+        jn_batch_iter_t it;
+        jn_record_t rec;
+        if (jn_batch_iter_init(&it, p, (size_t)r, false) == 0) {
+            int k;
+            while ((k = jn_batch_iter_next(&it, &rec)) > 0) {
+                if (!rec.key)
+                    continue;
+                k = kmap_put(m, rec.key, (uint32_t)rec.key_len, rec.offset);
+                if (k < 0) {
+                    scan_free(&s);
+                    return k;
+                }
+            }
+        }
+        scan_skip(&s, (size_t)r);
+    }
+    scan_free(&s);
+    return r < 0 ? JN_EIO : 0;
+}
+
+/* Filters one batch into |ob|. Returns the number of records removed (the
+ * whole batch appended unchanged when nothing is removed, nothing appended
+ * when everything is), or an error from |ob|. */
+static int clean_batch(const kmap_t *m, const uint8_t *p, size_t len, int64_t tomb_cutoff,
+                       jn_buf_t *ob)
+{
+    jn_batch_iter_t it;
+    jn_record_t rec;
+    if (jn_batch_iter_init(&it, p, len, false) < 0 || (it.info.attributes & JN_BATCH_CONTROL))
+        return jn_buf_append(ob, p, len);
+    size_t start = ob->len;
+    int rc = jn_buf_append(ob, p, JN_BATCH_HEADER_SIZE);
+    if (rc < 0)
+        return rc;
+    int32_t kept = 0, seen = 0;
+    const uint8_t *rp = it.p;
+    int k;
+    while ((k = jn_batch_iter_next(&it, &rec)) > 0) {
+        seen++;
+        bool keep = true;
+        if (rec.key) {
+            if (kmap_get(m, rec.key, (uint32_t)rec.key_len) != rec.offset)
+                keep = false;
+            else if (!rec.value && rec.timestamp < tomb_cutoff)
+                keep = false;
+        }
+        if (keep) {
+            /* Deltas are relative to the unchanged header: copy verbatim. */
+            rc = jn_buf_append(ob, rp, (size_t)(it.p - rp));
+            if (rc < 0)
+                return rc;
+            kept++;
+        }
+        rp = it.p;
+    }
+    if (k < 0 || kept == seen) {
+        ob->len = start;
+        rc = jn_buf_append(ob, p, len);
+        return rc < 0 ? rc : 0;
+    }
+    if (kept == 0) {
+        ob->len = start;
+        return seen;
+    }
+    uint8_t *h = ob->data + start;
+    size_t total = ob->len - start;
+    jn_store_be32(h + 8, (uint32_t)(total - JN_BATCH_LOG_OVERHEAD));
+    jn_store_be32(h + 57, (uint32_t)kept);
+    jn_store_be32(h + 17, jn_crc32c(0, h + 21, total - 21));
+    return seen - kept;
+}
+
+/* Rewrites sealed segment |si| without the records compaction removes.
+ * Returns the number of records removed (0: the segment is unchanged). */
+static int64_t clean_segment(jn_plog_t *log, size_t si, const kmap_t *m, int64_t tomb_cutoff)
+{
+    jn_plog_segment_t *seg = log->segs[si];
+    jn_plog_segment_t *ns = seg_new(log->dir, seg->base);
+    char tmp[PATH_MAX], name[PATH_MAX];
+    int fd = -1;
+    int64_t removed = 0;
+    int64_t rc = JN_ENOMEM;
+    jn_buf_t ob;
+    jn_buf_init(&ob, SCAN_MAX);
+    scanner_t s;
+    scan_init(&s, log, seg, 0, seg->size);
+    if (!ns)
+        goto fail;
+    rc = JN_EIO;
+    if (seg_file(seg, ".log.cleaned", tmp, sizeof tmp) < 0 || seg_file(seg, ".log", name, sizeof name) < 0)
+        goto fail;
+    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        goto fail;
+    jn_batch_info_t bi;
+    const uint8_t *p;
+    int r;
+    uint64_t wpos = 0;
+    while ((r = scan_next(&s, &bi, &p)) > 0) {
+        jn_buf_reset(&ob);
+        int c = clean_batch(m, p, (size_t)r, tomb_cutoff, &ob);
+        if (c < 0) {
+            rc = c;
+            goto fail;
+        }
+        removed += c;
+        scan_skip(&s, (size_t)r);
+        if (ob.len == 0)
+            continue;
+        jn_batch_info_t obi;
+        if (jn_batch_parse(ob.data, ob.len, SCAN_MAX, &obi) != (int)ob.len)
+            goto fail;
+        if (write_all(fd, ob.data, ob.len, wpos) < 0)
+            goto fail;
+        seg_note_batch(ns, log->cfg.index_interval_bytes, wpos, ob.len, &obi);
+        wpos += ob.len;
+    }
+    if (r < 0)
+        goto fail;
+    if (removed == 0) {
+        rc = 0;
+        goto fail; /* nothing to replace: discard the copy */
+    }
+    if (fdatasync(fd) != 0)
+        goto fail;
+    /* Indexes go first: a crash before the new ones exist leaves none,
+     * which recovery rebuilds, never old ones pointing into the new file. */
+    char iname[PATH_MAX];
+    if (seg_file(seg, ".index", iname, sizeof iname) == 0)
+        (void)unlink(iname);
+    if (seg_file(seg, ".timeindex", iname, sizeof iname) == 0)
+        (void)unlink(iname);
+    if (rename(tmp, name) != 0)
+        goto fail;
+    fsync_dir(log);
+    ns->fd = fd;
+    fd = -1;
+    ns->file_size = ns->size = wpos;
+    ns->end = seg->end; /* offsets up to the next segment stay this segment's */
+    seg_seal_time(ns);
+    (void)seg_rewrite_indexes(ns, false);
+    log->segs[si] = ns;
+    jn_plog_segment_unref(seg);
+    scan_free(&s);
+    jn_buf_free(&ob);
+    jn_info("plog %s: compacted segment %" PRId64 ", %" PRId64 " records removed", log->dir,
+            ns->base, removed);
+    return removed;
+fail:
+    if (fd >= 0) {
+        close(fd);
+        (void)unlink(tmp);
+    }
+    if (rc < 0)
+        jn_error("plog %s: compaction of segment %" PRId64 " failed: %s", log->dir, seg->base,
+                 jn_strerror((int)rc));
+    jn_plog_segment_unref(ns);
+    scan_free(&s);
+    jn_buf_free(&ob);
+    return rc;
+}
+
+static int64_t compact(jn_plog_t *log, int *rewritten)
+{
+    *rewritten = 0;
+    if (log->nsegs < 2)
+        return 0;
+    kmap_t m;
+    int64_t rc = kmap_init(&m);
+    if (rc < 0)
+        goto done;
+    for (size_t i = 0; i < log->nsegs; i++) {
+        rc = map_segment(log, log->segs[i], &m);
+        if (rc < 0)
+            goto done;
+    }
+    int64_t cutoff = jn_clock_now(log->clock) - log->cfg.delete_retention_ms;
+    int64_t removed = 0;
+    for (size_t i = 0; i + 1 < log->nsegs; i++) {
+        rc = clean_segment(log, i, &m, cutoff);
+        if (rc < 0)
+            goto done;
+        if (rc > 0)
+            (*rewritten)++;
+        removed += rc;
+    }
+    log->cleaned_upto = active_seg(log)->base;
+    rc = removed;
+done:
+    kmap_free(&m);
+    return rc;
+}
+
+int64_t jn_plog_compact(jn_plog_t *log)
+{
+    int rewritten;
+    return compact(log, &rewritten);
+}
