@@ -1,0 +1,599 @@
+/* sub.c - subscriptions: cursors into the log, live delivery, catch-up.
+ *
+ * A subscription has one cursor per partition of every stream its filter
+ * can match. A cursor is either caught up - it stands at the log end and is
+ * offered each record as it is appended (publish finds it through the
+ * filter trie) - or behind, holding the next offset to read. Records of
+ * subjects the filter does not match never touch a caught-up cursor, which
+ * is why caught up is a state rather than an offset.
+ *
+ * A cursor falls behind when its sink refuses a record (JN_EAGAIN) or the
+ * subscription is paused: it then holds that record's offset. Subscriptions
+ * with a cursor behind and not stalled sit on the broker's ready list; an
+ * idle handle reads for them from the log, a bounded number of bytes per
+ * subscription per loop iteration, round robin. When a cursor reaches the
+ * end offset it becomes caught up again. All of this runs on the loop
+ * thread, so between reaching the end and the next append nothing can slip
+ * in: no gap, no duplicate.
+ */
+#include "broker_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+
+/* ---- cursors ---- */
+
+static jn_subpos_t *find_pos(const jn_sub_t *sub, const jn_stream_t *s, size_t *at)
+{
+    size_t lo = 0, hi = sub->npos;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t id = sub->pos[mid]->s->id;
+        if (id == s->id) {
+            if (at)
+                *at = mid;
+            return sub->pos[mid];
+        }
+        if (id < s->id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (at)
+        *at = lo;
+    return NULL;
+}
+
+static jn_cursor_t *find_cursor(const jn_sub_t *sub, const jn_stream_t *s, uint32_t p)
+{
+    jn_subpos_t *sp = find_pos(sub, s, NULL);
+    return sp && p < sp->nparts ? &sp->cur[p] : NULL;
+}
+
+static void set_behind(jn_sub_t *sub, jn_cursor_t *cur, int64_t next)
+{
+    if (!cur->behind) {
+        cur->behind = true;
+        sub->nbehind++;
+    }
+    cur->next = next;
+}
+
+static void set_caught_up(jn_sub_t *sub, jn_cursor_t *cur)
+{
+    if (cur->behind) {
+        cur->behind = false;
+        sub->nbehind--;
+    }
+}
+
+static void update_ready(jn_sub_t *sub)
+{
+    bool want = !sub->closed && !sub->stalled && sub->nbehind > 0;
+    if (want && !jn_list_linked(&sub->ready)) {
+        jn_list_insert_tail(&sub->b->ready, &sub->ready);
+        jn__broker_kick(sub->b);
+    } else if (!want && jn_list_linked(&sub->ready)) {
+        jn_list_remove(&sub->ready);
+    }
+}
+
+static int64_t clamp(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Positions a new cursor per the subscription's start, or at the start of
+ * the log for streams and partitions that appeared after it. */
+static void cursor_start(jn_sub_t *sub, jn_stream_t *s, uint32_t p, jn_cursor_t *cur, bool from_start)
+{
+    jn_plog_t *log = s->parts[p]->log;
+    int64_t start = jn_plog_start_offset(log), end = jn_plog_end_offset(log), at = end;
+    cur->behind = false;
+    cur->next = 0;
+    if (from_start) {
+        at = start;
+    } else {
+        switch (sub->start) {
+        case JN_START_LIVE: at = end; break;
+        case JN_START_EARLIEST: at = start; break;
+        case JN_START_OFFSET: at = clamp(sub->start_value, start, end); break;
+        case JN_START_TIME: at = clamp(jn_plog_offset_for_time(log, sub->start_value), start, end); break;
+        case JN_START_GROUP: {
+            int64_t off;
+            if (jn_broker_group_fetch(sub->b, sub->group, s, p, &off) == 0)
+                at = clamp(off, start, end);
+            else
+                at = sub->group_default == JN_START_EARLIEST ? start : end;
+            break;
+        }
+        }
+    }
+    if (at < end)
+        set_behind(sub, cur, at);
+}
+
+/* Gives |sub| cursors in |s| for partitions it has none in yet. */
+static int attach(jn_sub_t *sub, jn_stream_t *s, bool from_start)
+{
+    size_t at;
+    jn_subpos_t *sp = find_pos(sub, s, &at);
+    if (!sp) {
+        if (sub->npos == sub->cappos) {
+            size_t ncap = sub->cappos ? sub->cappos * 2 : 4;
+            jn_subpos_t **np = realloc(sub->pos, ncap * sizeof *np);
+            if (!np)
+                return JN_ENOMEM;
+            sub->pos = np;
+            sub->cappos = ncap;
+        }
+        sp = calloc(1, sizeof *sp);
+        if (!sp)
+            return JN_ENOMEM;
+        sp->sub = sub;
+        sp->s = s;
+        memmove(&sub->pos[at + 1], &sub->pos[at], (sub->npos - at) * sizeof *sub->pos);
+        sub->pos[at] = sp;
+        sub->npos++;
+        jn_list_insert_tail(&s->subs, &sp->snode);
+    }
+    if (sp->nparts >= s->nparts)
+        return 0;
+    jn_cursor_t *nc = realloc(sp->cur, s->nparts * sizeof *nc);
+    if (!nc)
+        return JN_ENOMEM;
+    sp->cur = nc;
+    for (uint32_t p = sp->nparts; p < s->nparts; p++)
+        cursor_start(sub, s, p, &nc[p], from_start || sp->nparts > 0);
+    sp->nparts = s->nparts;
+    return 0;
+}
+
+static void detach(jn_sub_t *sub, jn_subpos_t *sp)
+{
+    size_t at;
+    if (find_pos(sub, sp->s, &at) == sp) {
+        memmove(&sub->pos[at], &sub->pos[at + 1], (sub->npos - at - 1) * sizeof *sub->pos);
+        sub->npos--;
+    }
+    for (uint32_t p = 0; p < sp->nparts; p++)
+        set_caught_up(sub, &sp->cur[p]);
+    jn_list_remove(&sp->snode);
+    free(sp->cur);
+    free(sp);
+}
+
+/* Could a subject of |s| match the filter? Over-approximates: records are
+ * matched against the filter one by one anyway. */
+static bool covers(const jn_broker_t *b, const jn_sub_t *sub, const jn_stream_t *s)
+{
+    const char *slash = memchr(sub->filter, '/', sub->flen);
+    size_t l1 = slash ? (size_t)(slash - sub->filter) : sub->flen;
+    if (l1 == 1 && (sub->filter[0] == '+' || sub->filter[0] == '#'))
+        return true; /* stream names never start with '$' */
+    if (l1 == s->name_len && memcmp(sub->filter, s->name, l1) == 0)
+        return true;
+    for (size_t i = 0; i < b->nmappings; i++) {
+        const jn_mapping_t *m = &b->mappings[i];
+        if (strcmp(m->stream, s->name) == 0 &&
+            jn_filter_overlaps(m->filter, strlen(m->filter), sub->filter, sub->flen))
+            return true;
+    }
+    return false;
+}
+
+/* ---- lifecycle ---- */
+
+static void sub_free(jn_sub_t *sub)
+{
+    while (sub->npos)
+        detach(sub, sub->pos[sub->npos - 1]);
+    free(sub->pos);
+    free(sub->filter);
+    free(sub->group);
+    free(sub);
+}
+
+int jn_broker_subscribe(jn_broker_t *b, const jn_sub_opts_t *o, jn_sub_t **out)
+{
+    if (!b || !o || !o->filter || !o->deliver || !out)
+        return JN_EINVAL;
+    size_t flen = strlen(o->filter);
+    if (jn_filter_validate(o->filter, flen) < 0)
+        return JN_EINVAL;
+    if ((int)o->start < JN_START_LIVE || o->start > JN_START_GROUP)
+        return JN_EINVAL;
+    if (o->start == JN_START_GROUP) {
+        if (!o->group || !o->group[0] || strlen(o->group) > JN_STREAM_NAME_MAX)
+            return JN_EINVAL;
+        if (o->group_default != JN_START_LIVE && o->group_default != JN_START_EARLIEST)
+            return JN_EINVAL;
+    }
+    int rc = JN_ENOMEM;
+    jn_sub_t *sub = calloc(1, sizeof *sub);
+    if (!sub)
+        return JN_ENOMEM;
+    sub->b = b;
+    jn_list_init(&sub->node);
+    jn_list_init(&sub->ready);
+    sub->filter = strdup(o->filter);
+    sub->flen = flen;
+    sub->start = o->start;
+    sub->start_value = o->start_value;
+    sub->group_default = o->group_default;
+    sub->lossy = o->lossy;
+    sub->deliver = o->deliver;
+    sub->arg = o->arg;
+    if (!sub->filter)
+        goto fail;
+    if (o->start == JN_START_GROUP && !(sub->group = strdup(o->group)))
+        goto fail;
+
+    const char *slash = memchr(sub->filter, '/', flen);
+    size_t l1 = slash ? (size_t)(slash - sub->filter) : flen;
+    bool literal = !(l1 == 1 && (sub->filter[0] == '+' || sub->filter[0] == '#'));
+    if (literal && b->nmappings == 0) {
+        jn_stream_t *s = jn_broker_stream_find(b, sub->filter, l1);
+        if (s && (rc = attach(sub, s, false)) < 0)
+            goto fail;
+    } else {
+        for (jn_stream_t *s = jn_broker_stream_next(b, NULL); s; s = jn_broker_stream_next(b, s)) {
+            if (covers(b, sub, s) && (rc = attach(sub, s, false)) < 0)
+                goto fail;
+        }
+    }
+    rc = jn_trie_add(b->trie, sub->filter, flen, sub);
+    if (rc < 0)
+        goto fail;
+    jn_list_insert_tail(&b->subs, &sub->node);
+    /* Catch-up starts from the idle handle, on a later loop iteration. */
+    update_ready(sub);
+    *out = sub;
+    return 0;
+fail:
+    sub_free(sub);
+    return rc;
+}
+
+void jn_sub_close(jn_sub_t *sub)
+{
+    if (!sub || sub->closed)
+        return;
+    jn_broker_t *b = sub->b;
+    (void)jn_trie_remove(b->trie, sub->filter, sub->flen, sub);
+    sub->closed = true;
+    update_ready(sub);
+    jn_list_remove(&sub->node);
+    if (b->busy > 0)
+        jn_list_insert_tail(&b->zombies, &sub->node); /* freed when the broker stops iterating */
+    else
+        sub_free(sub);
+}
+
+void jn__sub_free_zombies(jn_broker_t *b)
+{
+    if (b->busy > 0)
+        return;
+    while (!jn_list_empty(&b->zombies)) {
+        jn_sub_t *sub = jn_container_of(b->zombies.next, jn_sub_t, node);
+        jn_list_remove(&sub->node);
+        sub_free(sub);
+    }
+}
+
+void jn__sub_close_all(jn_broker_t *b)
+{
+    b->busy = 0;
+    while (!jn_list_empty(&b->subs)) {
+        jn_sub_t *sub = jn_container_of(b->subs.next, jn_sub_t, node);
+        jn_sub_close(sub);
+    }
+    jn__sub_free_zombies(b);
+}
+
+void jn_sub_resume(jn_sub_t *sub)
+{
+    if (!sub || sub->closed)
+        return;
+    sub->stalled = false;
+    update_ready(sub);
+}
+
+void jn_sub_pause(jn_sub_t *sub)
+{
+    if (!sub || sub->closed)
+        return;
+    sub->stalled = true;
+    update_ready(sub);
+}
+
+uint64_t jn_sub_dropped(const jn_sub_t *sub) { return sub->dropped; }
+
+int64_t jn_sub_position(const jn_sub_t *sub, const jn_stream_t *s, uint32_t partition)
+{
+    const jn_cursor_t *cur = find_cursor(sub, s, partition);
+    if (!cur)
+        return JN_ENOENT;
+    return cur->behind ? cur->next : jn_plog_end_offset(s->parts[partition]->log);
+}
+
+int64_t jn_sub_lag(const jn_sub_t *sub)
+{
+    int64_t lag = 0;
+    for (size_t i = 0; i < sub->npos && sub->nbehind; i++) {
+        const jn_subpos_t *sp = sub->pos[i];
+        for (uint32_t p = 0; p < sp->nparts; p++) {
+            if (sp->cur[p].behind) {
+                int64_t d = jn_plog_end_offset(sp->s->parts[p]->log) - sp->cur[p].next;
+                lag += d > 0 ? d : 0;
+            }
+        }
+    }
+    return lag;
+}
+
+/* ---- streams appearing and disappearing ---- */
+
+int jn__sub_stream_added(jn_broker_t *b, jn_stream_t *s, uint32_t old_parts)
+{
+    (void)old_parts; /* attach() knows which partitions are new to each sub */
+    int ret = 0;
+    jn_list_t *n;
+    jn_list_foreach(n, &b->subs) {
+        jn_sub_t *sub = jn_container_of(n, jn_sub_t, node);
+        if (!covers(b, sub, s))
+            continue;
+        int rc = attach(sub, s, true);
+        if (rc < 0)
+            ret = rc;
+        update_ready(sub);
+    }
+    return ret;
+}
+
+void jn__sub_stream_removed(jn_broker_t *b, jn_stream_t *s)
+{
+    (void)b;
+    while (!jn_list_empty(&s->subs)) {
+        jn_subpos_t *sp = jn_container_of(s->subs.next, jn_subpos_t, snode);
+        jn_sub_t *sub = sp->sub;
+        detach(sub, sp);
+        if (!sub->closed)
+            update_ready(sub);
+    }
+}
+
+/* ---- live delivery ---- */
+
+static void collect_cb(void *value, void *arg)
+{
+    jn_broker_t *b = arg;
+    if (b->nmatches == b->capmatches) {
+        size_t ncap = b->capmatches ? b->capmatches * 2 : 16;
+        jn_sub_t **nm = realloc(b->matches, ncap * sizeof *nm);
+        if (!nm) {
+            jn_error("broker: out of memory matching subscriptions; a subscription misses a record");
+            return;
+        }
+        b->matches = nm;
+        b->capmatches = ncap;
+    }
+    b->matches[b->nmatches++] = value;
+}
+
+static void offer_one(jn_broker_t *b, jn_sub_t *sub, jn_stream_t *s, uint32_t p, const jn_record_t *rec,
+                      const char *subj, size_t slen)
+{
+    if (sub->closed)
+        return;
+    jn_cursor_t *cur = find_cursor(sub, s, p);
+    if (!cur || cur->behind)
+        return; /* behind: catch-up will read this record from the log */
+    int rc = JN_EAGAIN;
+    if (!sub->stalled) {
+        jn_delivery_t d = {s, p, rec, subj, slen};
+        rc = sub->deliver(sub, &d, sub->arg);
+        if (rc == 0 || sub->closed)
+            return;
+    }
+    if (sub->lossy) {
+        sub->dropped++;
+        jn_counter_inc(b->m_dropped);
+        return;
+    }
+    cur = find_cursor(sub, s, p);
+    if (!cur)
+        return;
+    set_behind(sub, cur, rec->offset);
+    sub->stalled = true;
+    update_ready(sub);
+}
+
+void jn__sub_offer_batch(jn_broker_t *b, jn_stream_t *s, uint32_t p, const uint8_t *batch, size_t len,
+                         int64_t base, const char *subject, size_t subject_len)
+{
+    jn_batch_iter_t it;
+    int rc = jn_batch_iter_init(&it, batch, len, false);
+    if (rc == JN_EUNSUPPORTED) {
+        jn_debug("broker: %s/%u: compressed batch at %lld not offered live", s->name, p, (long long)base);
+        return;
+    }
+    if (rc < 0) {
+        jn_warn("broker: %s/%u: unreadable batch at %lld: %s", s->name, p, (long long)base, jn_strerror(rc));
+        return;
+    }
+    const char *last = NULL;
+    size_t last_len = 0;
+    if (subject) {
+        b->nmatches = 0;
+        jn_trie_match(b->trie, subject, subject_len, collect_cb, b);
+        last = subject;
+        last_len = subject_len;
+    }
+    jn_record_t rec;
+    while ((rc = jn_batch_iter_next(&it, &rec)) == 1) {
+        rec.offset = base + (rec.offset - it.info.base_offset);
+        const char *subj = subject;
+        size_t slen = subject_len;
+        if (!subject) {
+            subj = jn_record_subject(&rec, s->name, s->name_len, &slen);
+            if (!last || slen != last_len || memcmp(subj, last, slen) != 0) {
+                b->nmatches = 0;
+                jn_trie_match(b->trie, subj, slen, collect_cb, b);
+                last = subj;
+                last_len = slen;
+            }
+        }
+        for (size_t i = 0; i < b->nmatches; i++)
+            offer_one(b, b->matches[i], s, p, &rec, subj, slen);
+    }
+    if (rc < 0)
+        jn_warn("broker: %s/%u: malformed record in batch at %lld", s->name, p, (long long)base);
+}
+
+/* ---- catch-up ---- */
+
+/* Reads for one behind cursor, at most about |budget| bytes. Returns the
+ * bytes read. Stops early when the sink refuses or pauses. */
+static size_t catchup_cursor(jn_broker_t *b, jn_sub_t *sub, jn_subpos_t *sp, uint32_t p, size_t budget)
+{
+    jn_cursor_t *cur = &sp->cur[p];
+    jn_stream_t *s = sp->s;
+    jn_plog_t *log = s->parts[p]->log;
+    int64_t end = jn_plog_end_offset(log);
+    if (cur->next >= end) {
+        set_caught_up(sub, cur);
+        return 0;
+    }
+    jn_buf_reset(&b->rbuf);
+    int n = jn_plog_read(log, cur->next, budget, &b->rbuf);
+    if (n == JN_ERANGE) {
+        int64_t start = jn_plog_start_offset(log);
+        if (cur->next < start) {
+            /* Retention deleted what the cursor had not read yet. */
+            sub->skipped += (uint64_t)(start - cur->next);
+            jn_debug("broker: subscription %s skipped %lld records of %s/%u (retention)", sub->filter,
+                     (long long)(start - cur->next), s->name, p);
+            cur->next = start;
+        } else {
+            cur->next = end;
+        }
+        if (cur->next >= end)
+            set_caught_up(sub, cur);
+        return 1;
+    }
+    if (n < 0) {
+        jn_warn("broker: subscription %s: read %s/%u at %lld: %s; waiting for resume", sub->filter, s->name, p,
+                (long long)cur->next, jn_strerror(n));
+        sub->stalled = true;
+        return 0;
+    }
+    if (n == 0) {
+        set_caught_up(sub, cur);
+        return 0;
+    }
+    size_t pos = 0;
+    while (pos < b->rbuf.len) {
+        const uint8_t *bp = b->rbuf.data + pos;
+        jn_batch_info_t bi;
+        int sz = jn_batch_parse(bp, b->rbuf.len - pos, INT32_MAX, &bi);
+        if (sz < 0) {
+            jn_warn("broker: %s/%u: bad batch near %lld; subscription %s waits for resume", s->name, p,
+                    (long long)cur->next, sub->filter);
+            sub->stalled = true;
+            return (size_t)n;
+        }
+        pos += (size_t)sz;
+        int64_t last = bi.base_offset + bi.last_offset_delta + 1;
+        if (last <= cur->next)
+            continue;
+        jn_batch_iter_t it;
+        int rc = jn_batch_iter_init(&it, bp, (size_t)sz, false);
+        if (rc < 0) {
+            jn_debug("broker: %s/%u: batch at %lld skipped for subscribers: %s", s->name, p,
+                     (long long)bi.base_offset, jn_strerror(rc));
+            cur->next = last;
+            continue;
+        }
+        jn_record_t rec;
+        while ((rc = jn_batch_iter_next(&it, &rec)) == 1) {
+            if (rec.offset < cur->next)
+                continue;
+            size_t slen;
+            const char *subj = jn_record_subject(&rec, s->name, s->name_len, &slen);
+            if (jn_filter_match(sub->filter, sub->flen, subj, slen)) {
+                jn_delivery_t d = {s, p, &rec, subj, slen};
+                int drc = sub->deliver(sub, &d, sub->arg);
+                if (sub->closed)
+                    return (size_t)n;
+                if (drc != 0) {
+                    if (!sub->lossy) {
+                        sub->stalled = true;
+                        return (size_t)n;
+                    }
+                    sub->dropped++;
+                    jn_counter_inc(b->m_dropped);
+                }
+            }
+            cur->next = rec.offset + 1;
+            if (sub->stalled) /* paused from inside the callback */
+                return (size_t)n;
+        }
+        if (rc < 0)
+            jn_warn("broker: %s/%u: malformed record in batch at %lld; skipped", s->name, p,
+                    (long long)bi.base_offset);
+        if (last > cur->next)
+            cur->next = last; /* control records, compacted-away offsets */
+    }
+    if (cur->next >= end)
+        set_caught_up(sub, cur);
+    return (size_t)n;
+}
+
+/* One turn for one subscription: round robin over its cursors, within
+ * catchup_batch_bytes. */
+static void catchup_sub(jn_broker_t *b, jn_sub_t *sub)
+{
+    size_t budget = b->cfg.catchup_batch_bytes, spent = 0;
+    size_t total = 0;
+    for (size_t i = 0; i < sub->npos; i++)
+        total += sub->pos[i]->nparts;
+    size_t pi = sub->npos ? sub->rr_pos % sub->npos : 0;
+    uint32_t pp = sub->rr_part;
+    for (size_t k = 0; k < total; k++) {
+        if (pp >= sub->pos[pi]->nparts) {
+            pp = 0;
+            pi = (pi + 1) % sub->npos;
+        }
+        jn_subpos_t *sp = sub->pos[pi];
+        if (sp->cur[pp].behind)
+            spent += catchup_cursor(b, sub, sp, pp, budget - spent);
+        pp++;
+        if (sub->closed || sub->stalled || !sub->nbehind || spent >= budget)
+            break;
+    }
+    sub->rr_pos = pi;
+    sub->rr_part = pp;
+}
+
+bool jn__sub_catchup(jn_broker_t *b)
+{
+    /* A marker at the tail bounds this round: subscriptions re-queued
+     * during it go after the marker and wait for the next iteration. */
+    jn_list_t marker;
+    jn_list_insert_tail(&b->ready, &marker);
+    b->busy++;
+    while (b->ready.next != &marker) {
+        jn_sub_t *sub = jn_container_of(b->ready.next, jn_sub_t, ready);
+        jn_list_remove(&sub->ready);
+        catchup_sub(b, sub);
+        if (!sub->closed)
+            update_ready(sub);
+    }
+    jn_list_remove(&marker);
+    b->busy--;
+    jn__sub_free_zombies(b);
+    return !jn_list_empty(&b->ready);
+}
