@@ -1756,7 +1756,14 @@ void jn_httpd_free(jn_httpd_t *s)
         return;
     s->freeing = true;
     jn_list_t *pos, *tmp;
-    jn_list_foreach_safe(pos, tmp, &s->conns) conn_close(jn_container_of(pos, conn_t, link));
+    jn_list_foreach_safe(pos, tmp, &s->conns) {
+        conn_t *c = jn_container_of(pos, conn_t, link);
+        /* Best effort: what is queued (the last chunk of a live feed ended
+         * at shutdown) goes out if the socket takes it now; nothing waits. */
+        if (!c->writing)
+            conn_flush(c);
+        conn_close(c);
+    }
     for (size_t i = 0; i < s->nlst; i++) {
         s->lst[i]->tcp.data = s;
         s->handles++;

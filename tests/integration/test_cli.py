@@ -65,3 +65,24 @@ def test_cli_errors(server):
     assert p.returncode == 1 and b"invalid" in p.stderr.lower()
     p = cli(server, "frobnicate", check=False)
     assert p.returncode == 2
+
+
+def test_sub_ends_cleanly_when_server_stops(make_server):
+    s = make_server()
+    env = dict(os.environ, JUNCTION_URL=s.url)
+    sub = subprocess.Popen([BIN, "sub", "bye/#", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        # Publish until the subscriber has printed one record, then stop the server.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            cli(s, "pub", "bye/x", "last")
+            line = sub.stdout.readline()
+            if line:
+                break
+        assert json.loads(line)["value"] == "last"
+        assert s.stop() == 0
+        _, errout = sub.communicate(timeout=30)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+    assert sub.returncode == 0, errout
