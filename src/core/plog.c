@@ -160,7 +160,15 @@ struct jn_plog_segment {
     char path[];          /* "<dir>/<base>" without extension */
 };
 
+/* Up to this many fsync jobs run at once. fdatasync calls on one file
+ * overlap in the kernel (ext4 joins them into one journal commit), and a
+ * record appended while a job runs need not wait for that job to finish
+ * before its own fsync starts: durable acknowledgements then wait about one
+ * fsync instead of one and a half. */
+#define SYNC_PIPELINE 3
+
 typedef struct sync_job {
+    jn_list_t link;             /* in the log's jobs list */
     uv_work_t req;
     jn_plog_t *log;             /* NULL once the log is closed */
     int64_t end;                /* offsets below are durable on success */
@@ -184,7 +192,9 @@ struct jn_plog {
     int64_t written_end;      /* offsets below are in the file (page cache) */
     int64_t durable;          /* offsets below are fsynced */
     jn_list_t waiters;        /* jn_durable_waiter_t, armed */
-    sync_job_t *job;          /* sync job in flight, or NULL */
+    jn_list_t jobs;           /* sync jobs in flight (at most SYNC_PIPELINE) */
+    size_t njobs;
+    int64_t sync_end;         /* highest end of a job started (in flight or done) */
     uv_timer_t *timer;        /* INTERVAL policy timer, or NULL */
     bool interval_due;        /* the interval passed since the last sync job */
     bool dir_dirty;           /* segment files created since the last dir sync */
@@ -1089,6 +1099,7 @@ int jn_plog_open(uv_loop_t *loop, const char *dir, const jn_plog_config_t *cfg,
         jn_plog_config_default(&log->cfg);
     sanitize_config(&log->cfg);
     jn_list_init(&log->waiters);
+    jn_list_init(&log->jobs);
     jn_buf_init(&log->tail, TAIL_MAX);
     int rc = JN_ENOMEM;
     log->dir = strdup(dir);
@@ -1152,9 +1163,11 @@ void jn_plog_close(jn_plog_t *log)
     if (!log)
         return;
     timer_stop(log);
-    if (log->job) {
-        log->job->log = NULL; /* it finishes alone and frees itself */
-        log->job = NULL;
+    while (!jn_list_empty(&log->jobs)) {
+        sync_job_t *job = jn_container_of(log->jobs.next, sync_job_t, link);
+        jn_list_remove(&job->link);
+        job->log = NULL; /* it finishes alone and frees itself */
+        log->njobs--;
     }
     jn_plog_segment_t *act = active_seg(log);
     if (write_tail(log) < 0)
@@ -1341,6 +1354,10 @@ static void sync_after(uv_work_t *req, int status)
 {
     sync_job_t *job = jn_container_of(req, sync_job_t, req);
     jn_plog_t *log = job->log;
+    if (log) {
+        jn_list_remove(&job->link);
+        log->njobs--;
+    }
     if (status != 0 && job->status == 0)
         job->status = JN_EIO;
     bool ok = job->status == 0;
@@ -1358,7 +1375,6 @@ static void sync_after(uv_work_t *req, int status)
     free(job);
     if (!log)
         return;
-    log->job = NULL;
     if (ok) {
         if (end > log->durable)
             log->durable = end;
@@ -1381,6 +1397,14 @@ static void sync_after(uv_work_t *req, int status)
     fire_list(&done, ok ? 0 : JN_EIO);
 }
 
+static bool sealed_needs_sync(const jn_plog_t *log)
+{
+    for (size_t i = 0; i + 1 < log->nsegs; i++)
+        if (log->segs[i]->needs_sync)
+            return true;
+    return false;
+}
+
 static bool has_unsynced(const jn_plog_t *log)
 {
     if (log->written_end > log->durable || log->dir_dirty)
@@ -1393,7 +1417,7 @@ static bool has_unsynced(const jn_plog_t *log)
 
 static void maybe_sync(jn_plog_t *log)
 {
-    if (log->job)
+    if (log->njobs >= SYNC_PIPELINE)
         return;
     if (jn_list_empty(&log->waiters) && !log->interval_due)
         return;
@@ -1401,6 +1425,9 @@ static void maybe_sync(jn_plog_t *log)
         log->interval_due = false;
         return;
     }
+    /* Everything written is already covered by a job in flight. */
+    if (log->njobs > 0 && log->written_end <= log->sync_end && !log->dir_dirty && !sealed_needs_sync(log))
+        return;
     sync_job_t *job = calloc(1, sizeof *job);
     if (!job)
         return;
@@ -1435,7 +1462,10 @@ static void maybe_sync(jn_plog_t *log)
         free(job);
         return;
     }
-    log->job = job;
+    jn_list_insert_tail(&log->jobs, &job->link);
+    log->njobs++;
+    if (job->end > log->sync_end)
+        log->sync_end = job->end;
     log->interval_due = false;
 }
 
