@@ -98,8 +98,5 @@ int cli_cmd_serve(int argc, char **argv);
 int cli_cmd_pub(int argc, char **argv);
 int cli_cmd_sub(int argc, char **argv);
 int cli_cmd_streams(int argc, char **argv);
-/* The load generator (another module). main.c holds a weak stub that
- * reports it is not built; a strong definition elsewhere replaces it. */
-int jn_cli_bench(int argc, char **argv);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench/bench.h"
 #include "cli.h"
 #include "server/config.h"
 #include "server/server.h"
@@ -80,15 +81,6 @@ int cli_cmd_serve(int argc, char **argv)
     return rc == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
-/* Replaced by the bench module's definition when it is linked in. */
-__attribute__((weak)) int jn_cli_bench(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "junction bench: not built yet\n");
-    return CLI_EXIT_USAGE;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -110,7 +102,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0)
         return cli_cmd_serve(sub_argc, sub_argv);
     if (strcmp(cmd, "bench") == 0)
-        return jn_cli_bench(sub_argc, sub_argv);
+        return jn_bench_main(argc - 1, argv + 1); /* argv[0] = "bench", argv[1] = door */
 
     int (*client_cmd)(int, char **) = NULL;
     if (strcmp(cmd, "pub") == 0)
