@@ -1,46 +1,38 @@
-/* server.c - the HTTP/1.1 server: listeners, connections, TLS, routing.
+/* server.c - the HTTP/1.1 server: request framing, routing, responses.
  *
- * One connection is a small struct with a libuv TCP handle. Everything
- * bigger is allocated when it is needed and given back when the
- * connection sits idle (the sweep below), so that 10,000 idle keep-alive
- * connections cost little: the input buffer, the request struct (whose
- * parsed head holds 100 header views) and the output buffers.
+ * Sockets, TLS, buffers, backpressure and the timers live in the
+ * connection layer (net/conn.h); this file is an on_data handler on top
+ * of it. One HTTP connection is a small struct; the request struct (whose
+ * parsed head holds 100 header views) is allocated on the first request
+ * and given back when the connection sits idle, so that 10,000 idle
+ * keep-alive connections cost little.
  *
- * Input: plain connections read straight into the input buffer (the alloc
- * callback hands out its free tail), TLS connections read ciphertext into
- * one scratch buffer of the server, feed it to OpenSSL's read BIO and
- * SSL_read plaintext into the input buffer. The buffer holds the current
- * request from offset |in_off|; bytes after it are pipelined requests that
- * wait until the current one is answered. While a handler owns a request
- * its views point into the buffer, so the buffer is then never moved nor
- * grown; otherwise it is compacted and grown (up to head + body + slack)
- * as needed, re-parsing the head when a parsed head moved.
+ * Input: requests are parsed straight from the connection's input buffer
+ * (no copy). on_data parses and dispatches one request at a time and
+ * consumes only the requests that are answered. When a handler keeps a
+ * request (answers later), on_data pauses the connection and returns the
+ * offset of that request: the connection layer then neither moves nor
+ * frees the buffer, so the views of the head and body stay valid. When
+ * the answer comes, the request's bytes are consumed and reading resumes,
+ * which offers the pipelined requests behind it again. A request whose
+ * head or body is incomplete is left unconsumed; its head is parsed again
+ * when the buffer moved. A chunked body is decoded into a buffer of the
+ * request (the input stays untouched, so a re-parse sees the same bytes).
  *
- * Output: responses are built into |out|; one flush at the end of each
- * round of processing writes everything produced by one read (pipelined
- * responses leave in one write). A flush tries uv_try_write and hands the
- * rest to uv_write, swapping buffers so that the bytes in flight stay
- * alive until the write callback. With TLS, |out| is encrypted into |enc|
- * first. Responses produced outside a read (async handlers, streams) are
- * flushed from an idle handle in the same loop iteration: this batches
- * many stream writes into one syscall, and it means the abort callback
- * never runs inside jn_http_respond or jn_http_stream_write.
+ * Output: responses are built in the connection's output buffer; the
+ * connection layer flushes everything produced by one read at once
+ * (pipelined responses leave in one write) and batches output produced
+ * outside a read (async handlers, streams) from its idle handle, so the
+ * abort callback never runs inside jn_http_respond or
+ * jn_http_stream_write.
  *
- * Timeouts: one coarse timer for the whole server sweeps the connections
- * (cheaper than a timer per connection): idle keep-alive, slow request
- * (408), lingering close, and shrinking of idle connections.
- *
- * Closing: after a response with "Connection: close" the output is
- * flushed, the write side is shut down (TLS sends close_notify first) and
- * the connection lingers, discarding input until the peer closes or a
- * short timeout passes: closing a socket with unread input would make the
- * kernel send a reset that can destroy the response before the peer
- * reads it.
+ * Timeouts: one deadline per connection (jn_conn_set_timeout): idle
+ * keep-alive (after SHRINK_MS the request struct is given back first),
+ * slow request (408). Write stalls and lingering closes are the
+ * connection layer's.
  */
 #include "server.h"
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,18 +41,17 @@
 
 #include "../common/list.h"
 #include "../common/log.h"
+#include "../net/conn.h"
 
 #define MAX_PARAMS 8           /* route parameters per pattern */
 #define MAX_LISTENERS 16
-#define IN_INITIAL 8192        /* first input buffer size */
-#define IN_MIN_ROOM 2048       /* compact or grow below this much free space */
 #define IN_SLACK 8192          /* input cap = head + body + slack */
-#define TLS_SCRATCH 65536      /* ciphertext read buffer, shared */
-#define TLS_RBIO_MAX 65536     /* stop reading above this much undecrypted input */
 #define MAX_RESPONSE (64u << 20) /* one complete response may pass high water by this */
 #define HDRS_MAX 16384         /* extra response headers of a handler */
 #define LINGER_MS 2000         /* discard input this long after a closing response */
 #define SHRINK_MS 1000         /* give buffers back after being idle this long */
+#define CHUNK_STEP 65536       /* raw chunked input decoded per step */
+#define BUSY_RECHECK_MS 100    /* re-check a timed-out conn that still has output */
 
 /* ---- router ---- */
 
@@ -88,6 +79,7 @@ typedef struct pview {
     size_t len;
 } pview_t;
 
+
 /* ---- connections and requests ---- */
 
 enum conn_state {
@@ -97,23 +89,21 @@ enum conn_state {
     ST_HANDLER, /* complete request handed to a handler */
 };
 
-typedef struct listener {
-    uv_tcp_t tcp;
-    jn_httpd_t *srv;
-    SSL_CTX *ctx; /* NULL: plain */
-    int port;
-} listener_t;
-
 typedef struct conn conn_t;
 
 struct jn_http_req {
     conn_t *c;
     jn_http_request_t head;     /* views into c->in */
+    const char *base;           /* where the head was parsed (re-parse when it moved) */
     size_t start;               /* offset of the request in c->in once dispatched */
     size_t head_len;
     uint64_t body_len;          /* Content-Length, or decoded so far when chunked */
-    bool chunked;
+    size_t chunk_in;            /* chunked: raw body bytes decoded so far */
+    size_t total;               /* bytes of the whole request in the input */
+    bool chunked;               /* chunked body still being decoded */
+    bool body_decoded;          /* the body is in |body|, not in the input */
     jn_http_chunked_t ch;
+    jn_buf_t body;              /* decoded chunked body */
     bool active;                /* handed to a handler, not finished yet */
     bool is_head;               /* HEAD: no body in the response */
     bool streaming;             /* stream_begin done */
@@ -135,38 +125,19 @@ struct jn_http_req {
 };
 
 struct conn {
-    uv_tcp_t tcp;               /* handle.data points back to the conn */
+    jn_conn_t *nc;              /* the connection below */
     jn_httpd_t *srv;
-    listener_t *lst;
     jn_list_t link;             /* srv->conns */
-    jn_list_t sched;            /* srv->deferred while scheduled */
-    char *in;                   /* input buffer (plaintext) */
-    size_t in_off, in_len, in_cap;
-    jn_buf_t out;               /* plaintext responses being built */
-    jn_buf_t enc;               /* TLS: ciphertext waiting to be written */
-    jn_buf_t wbuf;              /* bytes of the uv_write in flight */
-    size_t woff;                /* bytes of wbuf written by uv_try_write */
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
-    SSL *ssl;
+    const char *in;             /* the unconsumed input offered by on_data: valid
+                                   during on_data, and while held */
+    size_t in_off, in_len;      /* parse position and end within |in| */
     jn_http_req_t *req;         /* allocated on the first request, reused */
-    uint64_t t_mark;            /* loop ms: idle since / request since / lingering since */
-    uint64_t t_write;           /* loop ms: the uv_write in flight started or last finished */
     uint8_t state;              /* enum conn_state */
-    bool processing;            /* inside conn_process: flush at its end */
-    bool reading;
-    bool writing;
+    bool processing;            /* inside on_data */
+    bool held;                  /* paused with the active request kept unconsumed */
     bool want_close;            /* close after the output is flushed */
-    bool shutting;              /* uv_shutdown issued */
-    bool lingering;             /* discarding input before closing */
-    bool closing;               /* uv_close issued */
-    bool above_hw;              /* output above high water */
-    bool in_full;               /* no room for input while a handler runs */
-    bool hs_done;               /* TLS handshake complete */
-    bool notify_sent;           /* TLS close_notify queued */
-    bool eof;                   /* peer closed its side */
-    bool loopback;
-    char peer[46];
+    bool upgraded;              /* handed to another owner inside on_data */
+    bool shrunk;                /* idle: the request struct was given back */
 };
 
 struct jn_httpd {
@@ -175,26 +146,19 @@ struct jn_httpd {
     size_t in_max;
     size_t out_max;
     rnode_t root;
-    listener_t *lst[MAX_LISTENERS];
+    jn_net_t *net;
+    jn_listener_t *lst[MAX_LISTENERS];
     size_t nlst;
     jn_list_t conns;
     size_t nconns;
-    jn_list_t deferred;         /* connections with output or work from outside a read */
-    uv_idle_t idle;
-    uv_timer_t sweep;
-    size_t handles;             /* open uv handles; free when 0 after jn_httpd_free */
     bool freeing;
-    char *scratch;              /* TLS ciphertext and lingering reads */
     jn_counter_t *m_req[4];     /* 2xx 3xx 4xx 5xx */
     jn_gauge_t *m_conns;
     jn_histogram_t *m_lat;
 };
 
 static void conn_process(conn_t *c);
-static void conn_close(conn_t *c);
-static void conn_flush(conn_t *c);
-static void conn_update_read(conn_t *c);
-static void on_idle(uv_idle_t *h);
+static void conn_enter(conn_t *c, int state);
 
 /* ---- configuration ---- */
 
@@ -461,26 +425,6 @@ static void req_route(jn_httpd_t *s, jn_http_req_t *r)
 
 /* ---- small helpers ---- */
 
-static jn_httpd_t *conn_srv(const conn_t *c)
-{
-    return c->srv;
-}
-
-static size_t conn_pending(const conn_t *c)
-{
-    return c->out.len + c->enc.len + (c->writing ? c->wbuf.len - c->woff : 0);
-}
-
-static void conn_schedule(conn_t *c)
-{
-    jn_httpd_t *s = conn_srv(c);
-    if (c->closing || jn_list_linked(&c->sched))
-        return;
-    if (jn_list_empty(&s->deferred))
-        uv_idle_start(&s->idle, on_idle);
-    jn_list_insert_tail(&s->deferred, &c->sched);
-}
-
 static const char *status_code_name(int status)
 {
     switch (status) {
@@ -514,10 +458,9 @@ static int buf_put_u64(jn_buf_t *b, uint64_t v)
  * framing headers. |clen| >= 0: Content-Length; -1: chunked; -2: none
  * (the body ends when the connection closes). |extra| are whole header
  * lines. */
-static int put_head(conn_t *c, int status, const char *ctype, int64_t clen, bool close,
+static int put_head(jn_buf_t *o, int status, const char *ctype, int64_t clen, bool close,
                     bool v10_keepalive, const jn_buf_t *extra)
 {
-    jn_buf_t *o = &c->out;
     const char *reason = jn_http_reason(status);
     if (status < 100 || status > 999)
         return JN_EINVAL;
@@ -575,410 +518,165 @@ static char *error_body(const char *code, const char *msg, size_t *len)
 
 /* Writes an error response outside any handler (parse errors, 408, 413)
  * and closes the connection after it. */
+
+static void count_status(jn_httpd_t *s, int status)
+{
+    if (s->m_req[0]) {
+        int cls = status / 100 - 2;
+        jn_counter_inc(s->m_req[cls < 0 ? 0 : cls > 3 ? 3 : cls]);
+    }
+}
+
+/* Writes an error response outside any handler (parse errors, 408, 413)
+ * and closes the connection after it. */
 static void conn_error(conn_t *c, int status, const char *msg)
 {
     size_t blen = 0;
     char *body = error_body(status_code_name(status), msg, &blen);
-    size_t mark = c->out.len;
-    if (!body || put_head(c, status, "application/json", (int64_t)blen, true, false, NULL) < 0 ||
-        jn_buf_append(&c->out, body, blen) < 0)
-        c->out.len = mark;
+    jn_buf_t *o = jn_conn_outbuf(c->nc);
+    if (o) {
+        size_t mark = o->len;
+        if (!body || put_head(o, status, "application/json", (int64_t)blen, true, false, NULL) < 0 ||
+            jn_buf_append(o, body, blen) < 0)
+            o->len = mark;
+        jn_conn_commit(c->nc, 0);
+    }
     free(body);
-    jn_httpd_t *s = conn_srv(c);
-    if (s->m_req[0])
-        jn_counter_inc(s->m_req[status / 100 - 2 > 3 ? 3 : status / 100 - 2]);
+    count_status(c->srv, status);
     c->want_close = true;
 }
 
 /* ---- connection lifetime ---- */
-
-static void srv_handle_closed(jn_httpd_t *s)
-{
-    s->handles--;
-    if (s->freeing && s->handles == 0) {
-        rnode_free(&s->root);
-        for (size_t i = 0; i < s->nlst; i++) {
-            SSL_CTX_free(s->lst[i]->ctx);
-            free(s->lst[i]);
-        }
-        free(s->scratch);
-        free(s);
-    }
-}
 
 static void req_free(jn_http_req_t *r)
 {
     if (!r)
         return;
     jn_buf_free(&r->hdrs);
+    jn_buf_free(&r->body);
     free(r->pbuf);
     free(r);
 }
 
-static void on_conn_closed(uv_handle_t *h)
+/* Takes |c| out of the server's books (closed or handed over). */
+static void conn_unlink(conn_t *c)
 {
-    conn_t *c = h->data;
     jn_httpd_t *s = c->srv;
-    free(c->in);
-    jn_buf_free(&c->out);
-    jn_buf_free(&c->enc);
-    jn_buf_free(&c->wbuf);
-    if (c->ssl)
-        SSL_free(c->ssl);
-    req_free(c->req);
-    free(c);
-    srv_handle_closed(s);
-}
-
-/* Closes now: aborts a request in flight (its abort callback runs here,
- * at the top of a libuv callback) and frees the conn after uv_close. */
-static void conn_close(conn_t *c)
-{
-    if (c->closing)
-        return;
-    jn_httpd_t *s = c->srv;
-    c->closing = true;
-    jn_list_remove(&c->sched);
     jn_list_remove(&c->link);
     s->nconns--;
     if (s->m_conns)
         s->m_conns->value--;
+}
+
+static void conn_free(conn_t *c)
+{
+    req_free(c->req);
+    free(c);
+}
+
+/* Sets the state and the deadline that goes with it. */
+static void conn_enter(conn_t *c, int state)
+{
+    const jn_httpd_config_t *cfg = &c->srv->cfg;
+    c->state = (uint8_t)state;
+    switch (state) {
+    case ST_IDLE:
+        /* First give the request struct back, then close at the idle timeout. */
+        c->shrunk = cfg->idle_timeout_ms <= SHRINK_MS;
+        jn_conn_set_timeout(c->nc, c->shrunk ? cfg->idle_timeout_ms : SHRINK_MS);
+        break;
+    case ST_HEAD:
+        jn_conn_set_timeout(c->nc, cfg->request_timeout_ms);
+        break;
+    case ST_HANDLER:
+        jn_conn_set_timeout(c->nc, 0);
+        break;
+    default:
+        break; /* ST_BODY: the head's deadline covers the body too */
+    }
+}
+
+static void http_on_close(jn_conn_t *nc, int reason)
+{
+    conn_t *c = jn_conn_ctx(nc);
     jn_http_req_t *r = c->req;
+    (void)reason;
+    conn_unlink(c);
     if (r && r->active) {
         r->active = false;
         if (r->on_abort)
             r->on_abort(r, r->data);
     }
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    conn_free(c);
 }
 
-static void on_shutdown(uv_shutdown_t *sr, int status)
+/* The peer half-closed: a request being handled is aborted (its answer
+ * could not be read); answers already queued are still flushed. */
+static void http_on_eof(jn_conn_t *nc)
 {
-    conn_t *c = sr->data;
-    if (c->closing)
-        return;
-    if (status < 0 || c->eof) {
-        conn_close(c);
-        return;
-    }
-    c->lingering = true;
-    c->t_mark = uv_now(c->srv->loop);
-    conn_update_read(c);
+    conn_t *c = jn_conn_ctx(nc);
+    if (c->req && c->req->active)
+        jn_conn_abort(nc);
+    else
+        jn_conn_close(nc);
 }
 
-/* Called once the output is empty and the connection should close. */
-static void conn_shutdown(conn_t *c)
+static void http_on_drain(jn_conn_t *nc)
 {
-    if (c->shutting || c->closing)
-        return;
-    if (c->ssl && c->hs_done && !c->notify_sent) {
-        c->notify_sent = true;
-        (void)SSL_shutdown(c->ssl);
-        conn_flush(c); /* may come back here and shut down */
-        if (c->shutting || c->closing || c->writing || conn_pending(c))
-            return;
-    }
-    c->shutting = true;
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
-        conn_close(c);
+    conn_t *c = jn_conn_ctx(nc);
+    jn_http_req_t *r = c->req;
+    /* A streaming writer may go on; the connection layer then offers the
+     * pipelined input again. */
+    if (r && r->active && r->on_drain)
+        r->on_drain(r, r->data);
 }
 
-/* ---- output ---- */
-
-static void on_write(uv_write_t *wr, int status);
-
-/* Writes |src| (out or enc): try_write, then uv_write for the rest with
- * the buffers swapped so the bytes stay alive until on_write. */
-static void conn_send(conn_t *c, jn_buf_t *src)
+static void http_on_timeout(jn_conn_t *nc)
 {
-    if (c->writing || src->len == 0 || c->closing)
-        return;
-    uv_buf_t b = uv_buf_init((char *)src->data, (unsigned)src->len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n == UV_EAGAIN || n == UV_ENOSYS)
-        n = 0;
-    else if (n < 0) {
-        conn_close(c);
+    conn_t *c = jn_conn_ctx(nc);
+    const jn_httpd_config_t *cfg = &c->srv->cfg;
+    if (jn_conn_pending(nc) > 0) {
+        /* A slow reader is not idle; the write stall rule of the
+         * connection layer bounds it. */
+        jn_conn_set_timeout(nc, c->state == ST_IDLE ? cfg->idle_timeout_ms : BUSY_RECHECK_MS);
         return;
     }
-    if ((size_t)n == src->len) {
-        src->len = 0;
-        return;
-    }
-    jn_buf_t t = c->wbuf;
-    c->wbuf = *src;
-    *src = t;
-    src->len = 0;
-    c->woff = (size_t)n;
-    b = uv_buf_init((char *)c->wbuf.data + n, (unsigned)(c->wbuf.len - (size_t)n));
-    c->wreq.data = c;
-    c->t_write = uv_now(c->srv->loop);
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
-        conn_close(c);
-        return;
-    }
-    c->writing = true;
-}
-
-/* Moves TLS output (plaintext in |out|, handshake records) into |enc|. */
-static int tls_encrypt(conn_t *c)
-{
-    if (c->hs_done && c->out.len) {
-        int n = SSL_write(c->ssl, c->out.data, (int)c->out.len);
-        if (n <= 0)
-            return JN_EIO;
-        jn_buf_consume(&c->out, (size_t)n);
-    }
-    BIO *wb = SSL_get_wbio(c->ssl);
-    size_t pend;
-    while ((pend = BIO_ctrl_pending(wb)) > 0) {
-        int rc = jn_buf_reserve(&c->enc, pend);
-        if (rc < 0)
-            return rc;
-        int n = BIO_read(wb, c->enc.data + c->enc.len, (int)pend);
-        if (n <= 0)
+    switch (c->state) {
+    case ST_IDLE:
+        if (c->shrunk) {
+            jn_conn_abort(nc);
             break;
-        c->enc.len += (size_t)n;
-    }
-    return 0;
-}
-
-static void conn_flush(conn_t *c)
-{
-    if (c->closing)
-        return;
-    if (c->ssl) {
-        if (tls_encrypt(c) < 0) {
-            conn_close(c);
-            return;
         }
-        conn_send(c, &c->enc);
-    } else {
-        conn_send(c, &c->out);
-    }
-    if (c->closing)
-        return;
-    size_t pend = conn_pending(c);
-    if (pend > c->srv->cfg.out_high_water) {
-        if (!c->above_hw) {
-            c->above_hw = true;
-            conn_update_read(c);
+        req_free(c->req);
+        c->req = NULL;
+        c->shrunk = true;
+        jn_conn_set_timeout(nc, cfg->idle_timeout_ms - SHRINK_MS);
+        break;
+    case ST_HEAD:
+    case ST_BODY:
+        if (!c->want_close) {
+            conn_error(c, 408, "request timed out");
+            jn_conn_close(nc);
         }
-    } else if (c->above_hw && !c->processing) {
-        /* Drained: a streaming writer may go on, parsing and reading resume. */
-        c->above_hw = false;
-        jn_http_req_t *r = c->req;
-        if (r && r->active && r->on_drain)
-            r->on_drain(r, r->data);
-        if (c->closing)
-            return;
-        conn_schedule(c);
-        conn_update_read(c);
-        pend = conn_pending(c);
+        break;
+    default:
+        break;
     }
-    if (c->want_close && pend == 0 && !c->writing)
-        conn_shutdown(c);
-}
-
-static void on_write(uv_write_t *wr, int status)
-{
-    conn_t *c = wr->data;
-    c->writing = false;
-    c->wbuf.len = 0;
-    c->woff = 0;
-    if (c->closing)
-        return;
-    c->t_write = uv_now(c->srv->loop);
-    if (status < 0) {
-        conn_close(c);
-        return;
-    }
-    conn_flush(c);
 }
 
 /* ---- input ---- */
 
-/* Re-parses a parsed head after the input buffer moved. */
+/* Parses the head again after the input buffer moved. */
 static void req_rebase(conn_t *c)
 {
     jn_http_req_t *r = c->req;
     int st = 0;
-    int rc = jn_http_parse_request(c->in + c->in_off, r->head_len, &c->srv->cfg.limits, &r->head, &st);
+    r->base = c->in + c->in_off;
+    int rc = jn_http_parse_request(r->base, r->head_len, &c->srv->cfg.limits, &r->head, &st);
     (void)rc; /* same bytes, same result */
     if (r->rm || r->err_status)
         req_route(c->srv, r);
 }
-
-/* Returns the free space at the end of the input buffer, compacting and
- * growing it first when a handler does not hold views into it. */
-static size_t in_room(conn_t *c)
-{
-    jn_httpd_t *s = c->srv;
-    if (!c->in) {
-        size_t cap = IN_INITIAL < s->in_max ? IN_INITIAL : s->in_max;
-        if (!(c->in = malloc(cap)))
-            return 0;
-        c->in_cap = cap;
-        c->in_off = c->in_len = 0;
-    }
-    size_t room = c->in_cap - c->in_len;
-    if (room >= IN_MIN_ROOM || c->state == ST_HANDLER)
-        return room;
-    bool moved = false;
-    if (c->in_off > 0) {
-        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-        c->in_len -= c->in_off;
-        c->in_off = 0;
-        moved = true;
-    }
-    if (c->in_cap - c->in_len < IN_MIN_ROOM && c->in_cap < s->in_max) {
-        size_t ncap = c->in_cap * 2;
-        jn_http_req_t *r = c->req;
-        if (c->state == ST_BODY && !r->chunked && r->head_len + r->body_len > ncap)
-            ncap = r->head_len + r->body_len;
-        if (ncap > s->in_max)
-            ncap = s->in_max;
-        char *n = realloc(c->in, ncap);
-        if (n) {
-            moved = moved || n != c->in;
-            c->in = n;
-            c->in_cap = ncap;
-        }
-    }
-    if (moved && c->state == ST_BODY)
-        req_rebase(c);
-    return c->in_cap - c->in_len;
-}
-
-static bool conn_want_read(conn_t *c)
-{
-    if (c->closing)
-        return false;
-    if (c->lingering)
-        return true;
-    if (c->want_close || c->shutting || c->above_hw || c->in_full || c->eof)
-        return false;
-    if (c->ssl && BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > TLS_RBIO_MAX)
-        return false;
-    return true;
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-
-static void conn_update_read(conn_t *c)
-{
-    bool want = conn_want_read(c);
-    if (want == c->reading)
-        return;
-    if (want) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
-            conn_close(c);
-            return;
-        }
-    } else {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    }
-    c->reading = want;
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    conn_t *c = h->data;
-    (void)suggested;
-    if (c->ssl || c->lingering) {
-        *buf = uv_buf_init(c->srv->scratch, TLS_SCRATCH);
-        return;
-    }
-    size_t room = in_room(c);
-    *buf = uv_buf_init(c->in ? c->in + c->in_len : NULL, (unsigned)room);
-}
-
-/* TLS: handshake, then decrypt what the read BIO holds into the input
- * buffer. Returns 0, 1 at close_notify, or < 0 on a TLS error. */
-static int tls_pull(conn_t *c)
-{
-    if (!c->hs_done) {
-        int r = SSL_do_handshake(c->ssl);
-        if (r != 1) {
-            int e = SSL_get_error(c->ssl, r);
-            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-                return 0;
-            ERR_clear_error();
-            return JN_EPROTO;
-        }
-        c->hs_done = true;
-    }
-    for (;;) {
-        size_t room = in_room(c);
-        if (room == 0) {
-            if (c->state == ST_HANDLER)
-                c->in_full = true;
-            return 0;
-        }
-        int n = SSL_read(c->ssl, c->in + c->in_len, room > INT32_MAX ? INT32_MAX : (int)room);
-        if (n > 0) {
-            c->in_len += (size_t)n;
-            continue;
-        }
-        int e = SSL_get_error(c->ssl, n);
-        if (e == SSL_ERROR_WANT_READ)
-            return 0;
-        if (e == SSL_ERROR_ZERO_RETURN)
-            return 1;
-        ERR_clear_error();
-        return JN_EPROTO;
-    }
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    conn_t *c = st->data;
-    if (c->closing)
-        return;
-    if (c->lingering) {
-        if (nread < 0)
-            conn_close(c);
-        return;
-    }
-    if (nread == UV_ENOBUFS) {
-        if (c->state == ST_HANDLER)
-            c->in_full = true;
-        else {
-            conn_error(c, 413, "request too large");
-            conn_flush(c);
-        }
-        conn_update_read(c);
-        return;
-    }
-    if (nread < 0) {
-        /* The peer is gone or half-closed: a request being handled is
-         * aborted; answers already queued are still flushed. */
-        c->eof = true;
-        if (nread != UV_EOF || (c->req && c->req->active) ||
-            (conn_pending(c) == 0 && !c->writing)) {
-            conn_close(c);
-            return;
-        }
-        c->want_close = true;
-        conn_update_read(c);
-        return;
-    }
-    if (nread == 0)
-        return;
-    if (c->ssl) {
-        if (BIO_write(SSL_get_rbio(c->ssl), buf->base, (int)nread) != (int)nread) {
-            conn_close(c);
-            return;
-        }
-    } else {
-        c->in_len += (size_t)nread;
-    }
-    conn_process(c);
-}
-
-/* ---- requests ---- */
 
 static jn_http_req_t *conn_req(conn_t *c)
 {
@@ -988,12 +686,13 @@ static jn_http_req_t *conn_req(conn_t *c)
             return NULL;
         r->c = c;
         jn_buf_init(&r->hdrs, HDRS_MAX);
+        jn_buf_init(&r->body, c->srv->cfg.max_body + CHUNK_STEP);
         c->req = r;
     }
+    c->shrunk = false;
     return c->req;
 }
 
-/* Percent-decodes the matched parameters into r->pbuf. */
 static int req_decode_params(jn_http_req_t *r)
 {
     size_t need = 0;
@@ -1018,6 +717,7 @@ static int req_decode_params(jn_http_req_t *r)
     return 0;
 }
 
+
 static void req_respond_status_error(jn_http_req_t *r, int status);
 
 /* Starts the request whose head is parsed: routing and framing checks.
@@ -1025,9 +725,13 @@ static void req_respond_status_error(jn_http_req_t *r, int status);
 static bool req_begin(conn_t *c, jn_http_req_t *r, size_t head_len)
 {
     jn_httpd_t *s = c->srv;
+    r->base = c->in + c->in_off;
     r->head_len = head_len;
     r->body_len = 0;
+    r->chunk_in = 0;
     r->chunked = r->head.chunked;
+    r->body_decoded = r->chunked;
+    jn_buf_reset(&r->body);
     r->active = false;
     r->streaming = false;
     r->stream_chunked = false;
@@ -1046,6 +750,7 @@ static bool req_begin(conn_t *c, jn_http_req_t *r, size_t head_len)
             return false;
         }
         r->body_len = (uint64_t)r->head.content_length;
+        jn_conn_need_input(c->nc, head_len + (size_t)r->body_len);
     }
     req_route(s, r);
     bool has_body = r->chunked || r->body_len > 0;
@@ -1056,18 +761,62 @@ static bool req_begin(conn_t *c, jn_http_req_t *r, size_t head_len)
              * client may still send cannot be framed. */
             r->head.keep_alive = false;
             r->chunked = false;
+            r->body_decoded = false;
             r->body_len = 0;
             return true;
         }
-        if (jn_buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n") < 0) {
-            conn_close(c);
+        jn_buf_t *o = jn_conn_outbuf(c->nc);
+        if (!o || jn_buf_append_str(o, "HTTP/1.1 100 Continue\r\n\r\n") < 0) {
+            jn_conn_abort(c->nc);
             return false;
         }
+        jn_conn_commit(c->nc, 0);
     }
     return true;
 }
 
-/* Advances the request at in_off: body framing, then the handler.
+/* Decodes the chunked body received so far into r->body. Returns 1 when
+ * complete, 0 when more input is needed, or -1 after answering an error. */
+static int req_dechunk(conn_t *c, jn_http_req_t *r)
+{
+    jn_httpd_t *s = c->srv;
+    const char *start = c->in + c->in_off;
+    size_t avail = c->in_len - c->in_off;
+    for (;;) {
+        size_t at = r->head_len + r->chunk_in;
+        size_t n = avail - at, consumed = 0;
+        if (n == 0)
+            return 0;
+        n = n < CHUNK_STEP ? n : CHUNK_STEP;
+        /* The decoder works in place: give it a copy at the body's end,
+         * so the input stays as received (a re-parse of the head after
+         * the buffer moved sees the same bytes). */
+        if (jn_buf_reserve(&r->body, n) < 0) {
+            conn_error(c, 413, "request body too large");
+            return -1;
+        }
+        char *dst = (char *)r->body.data + r->body.len;
+        memcpy(dst, start + at, n);
+        size_t len = n;
+        int rc = jn_http_chunked_decode(&r->ch, dst, &len, &consumed);
+        if (rc < 0) {
+            conn_error(c, 400, "bad chunked framing");
+            return -1;
+        }
+        r->body.len += len;
+        r->chunk_in += consumed;
+        if (r->body.len > s->cfg.max_body) {
+            conn_error(c, 413, "request body too large");
+            return -1;
+        }
+        if (rc == 1)
+            return 1;
+        if (consumed == 0)
+            return 0;
+    }
+}
+
+/* Advances the request at in_off: head, body framing, then the handler.
  * Returns true when a request was dispatched (loop again). */
 static bool conn_step(conn_t *c)
 {
@@ -1076,18 +825,14 @@ static bool conn_step(conn_t *c)
     jn_http_req_t *r;
     if (c->state == ST_IDLE || c->state == ST_HEAD) {
         if (avail == 0) {
-            if (c->state != ST_IDLE) {
-                c->state = ST_IDLE;
-                c->t_mark = uv_now(s->loop);
-            }
+            if (c->state != ST_IDLE)
+                conn_enter(c, ST_IDLE);
             return false;
         }
-        if (c->state == ST_IDLE) {
-            c->state = ST_HEAD;
-            c->t_mark = uv_now(s->loop);
-        }
+        if (c->state == ST_IDLE)
+            conn_enter(c, ST_HEAD);
         if (!(r = conn_req(c))) {
-            conn_close(c);
+            jn_conn_abort(c->nc);
             return false;
         }
         int status = 400;
@@ -1110,57 +855,35 @@ static bool conn_step(conn_t *c)
     r = c->req;
     if (c->state != ST_BODY)
         return false;
-    char *start = c->in + c->in_off;
+    if (r->base != c->in + c->in_off)
+        req_rebase(c);
     size_t total;
     if (r->chunked) {
-        for (;;) {
-            size_t at = r->head_len + r->body_len;
-            size_t len = c->in_len - c->in_off - at, consumed = 0;
-            if (len == 0)
-                break;
-            int rc = jn_http_chunked_decode(&r->ch, start + at, &len, &consumed);
-            if (rc < 0) {
-                conn_error(c, 400, "bad chunked framing");
-                return false;
-            }
-            /* Keep the undecoded rest right after the decoded body. */
-            size_t rest = c->in_len - c->in_off - at - consumed;
-            if (consumed > len)
-                memmove(start + at + len, start + at + consumed, rest);
-            c->in_len -= consumed - len;
-            r->body_len += len;
-            if (r->body_len > s->cfg.max_body) {
-                conn_error(c, 413, "request body too large");
-                return false;
-            }
-            if (rc == 1) {
-                r->chunked = false; /* complete: now a plain body */
-                break;
-            }
-            if (consumed == 0)
-                break;
-        }
-        if (r->chunked) {
-            if (c->in_len - c->in_off >= s->in_max) {
+        int rc = req_dechunk(c, r);
+        if (rc < 0)
+            return false;
+        if (rc == 0) {
+            if (avail >= s->in_max)
                 conn_error(c, 413, "request too large");
-                return false;
-            }
             return false;
         }
-        total = r->head_len + r->body_len;
+        r->chunked = false; /* complete: now a plain body */
+        r->body_len = r->body.len;
+        total = r->head_len + r->chunk_in;
     } else {
-        total = r->head_len + r->body_len;
+        total = r->head_len + (size_t)r->body_len;
         if (avail < total) {
-            if (c->in_len - c->in_off >= s->in_max) {
+            if (avail >= s->in_max)
                 conn_error(c, 413, "request too large");
-            }
             return false;
         }
     }
-    /* Complete: hand it over. From here the buffer must not move. */
-    c->state = ST_HANDLER;
+    /* Complete: hand it over. From here the bytes must not move. */
+    jn_conn_need_input(c->nc, 0);
+    conn_enter(c, ST_HANDLER);
     r->active = true;
     r->start = c->in_off;
+    r->total = total;
     c->in_off += total; /* where the next request starts once this one is done */
     if (r->err_status) {
         req_respond_status_error(r, r->err_status);
@@ -1174,68 +897,81 @@ static bool conn_step(conn_t *c)
     return true;
 }
 
-/* Parses and dispatches everything the input holds, one request at a
- * time, then flushes all responses produced at once. */
+/* Parses and dispatches the input one request at a time. */
 static void conn_process(conn_t *c)
 {
-    if (c->processing || c->closing)
-        return;
-    c->processing = true;
     for (;;) {
-        if (c->closing || c->want_close || c->above_hw)
+        if (jn_conn_is_closing(c->nc) || c->want_close || c->upgraded || c->state == ST_HANDLER)
             break;
-        if (c->ssl) {
-            int rc = tls_pull(c);
-            if (rc < 0) {
-                conn_close(c);
-                break;
-            }
-            if (rc == 1)
-                c->want_close = true;
-        }
-        if (c->state == ST_HANDLER)
-            break;
-        if (conn_pending(c) > c->srv->cfg.out_high_water)
-            break;
+        if (jn_conn_above_high_water(c->nc))
+            break; /* on_drain, then the rest is offered again */
         if (!conn_step(c))
             break;
     }
-    c->processing = false;
-    if (c->closing)
-        return;
-    /* Keep a partial head at the front so the next read has room. */
-    if ((c->state == ST_IDLE || c->state == ST_HEAD) && c->in_off > 0) {
-        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-        c->in_len -= c->in_off;
-        c->in_off = 0;
-    }
-    conn_flush(c);
-    if (!c->closing)
-        conn_update_read(c);
 }
 
-/* The handler finished |r|: count it, free the input it used, and go on
- * with pipelined requests (now, or from the idle handle). */
+static size_t http_on_data(jn_conn_t *nc, const uint8_t *data, size_t len)
+{
+    conn_t *c = jn_conn_ctx(nc);
+    c->in = (const char *)data;
+    c->in_len = len;
+    c->in_off = 0;
+    c->processing = true;
+    conn_process(c);
+    c->processing = false;
+    size_t used = c->in_off;
+    if (c->upgraded) {
+        conn_free(c); /* the new owner has the conn; the request is consumed */
+        return used;
+    }
+    if (jn_conn_is_closing(nc))
+        return used;
+    if (c->state == ST_HANDLER) {
+        /* Answered later: keep the request unconsumed and unmoved. */
+        c->held = true;
+        jn_conn_pause_reading(nc);
+        return c->req->start;
+    }
+    if (c->want_close)
+        jn_conn_close(nc);
+    return used;
+}
+
+static const jn_conn_handler_t http_handler = {
+    .on_data = http_on_data,
+    .on_drain = http_on_drain,
+    .on_close = http_on_close,
+    .on_timeout = http_on_timeout,
+    .on_eof = http_on_eof,
+};
+
+/* ---- requests ---- */
+
+/* The handler finished |r|: count it and go on with pipelined requests
+ * (now, when inside on_data, or once the connection offers them again). */
 static void req_finish(jn_http_req_t *r, int status)
 {
     conn_t *c = r->c;
     jn_httpd_t *s = c->srv;
     r->active = false;
-    if (s->m_req[0]) {
-        int cls = status / 100 - 2;
-        jn_counter_inc(s->m_req[cls < 0 ? 0 : cls > 3 ? 3 : cls]);
-    }
+    count_status(s, status);
     if (s->m_lat)
         jn_histogram_observe(s->m_lat, (double)(uv_hrtime() - r->t0_ns) / 1e9);
     if (!r->head.keep_alive)
         c->want_close = true;
-    c->state = ST_IDLE;
-    c->t_mark = uv_now(s->loop);
-    if (c->in_full) {
-        c->in_full = false;
+    if (r->body.cap > CHUNK_STEP)
+        jn_buf_free(&r->body); /* a big chunked body is not kept around */
+    conn_enter(c, ST_IDLE);
+    if (c->processing)
+        return;
+    if (c->held) {
+        c->held = false;
+        jn_conn_consume(c->nc, r->total);
+        if (!c->want_close)
+            jn_conn_resume_reading(c->nc);
     }
-    if (!c->processing)
-        conn_schedule(c);
+    if (c->want_close)
+        jn_conn_close(c->nc);
 }
 
 static bool req_usable(const jn_http_req_t *r, const char *what)
@@ -1257,25 +993,31 @@ static void req_send(jn_http_req_t *r, int status, const char *ctype, const void
                      const jn_buf_t *extra)
 {
     conn_t *c = r->c;
-    size_t mark = c->out.len;
+    jn_buf_t *o = jn_conn_outbuf(c->nc);
+    if (!o) {
+        req_finish(r, status);
+        return;
+    }
+    size_t mark = o->len;
     bool nobody = status == 204 || status == 304 || (status >= 100 && status < 200);
     bool v10ka = r->head.minor_version == 0 && r->head.keep_alive;
-    int rc = put_head(c, status, ctype, nobody ? -2 : (int64_t)len, req_close_after(r), v10ka,
+    int rc = put_head(o, status, ctype, nobody ? -2 : (int64_t)len, req_close_after(r), v10ka,
                       extra ? extra : &r->hdrs);
     if (rc == 0 && !nobody && !r->is_head && len)
-        rc = jn_buf_append(&c->out, body, len);
+        rc = jn_buf_append(o, body, len);
     if (rc < 0) {
-        c->out.len = mark;
+        o->len = mark;
         r->head.keep_alive = false;
         size_t blen = 0;
         char *eb = error_body("internal", "response too large", &blen);
-        if (eb && put_head(c, 500, "application/json", (int64_t)blen, true, false, NULL) == 0 &&
-            jn_buf_append(&c->out, eb, blen) == 0)
+        if (eb && put_head(o, 500, "application/json", (int64_t)blen, true, false, NULL) == 0 &&
+            jn_buf_append(o, eb, blen) == 0)
             status = 500;
         else
-            c->out.len = mark;
+            o->len = mark;
         free(eb);
     }
+    jn_conn_commit(c->nc, 0);
     req_finish(r, status);
 }
 
@@ -1354,20 +1096,21 @@ int jn_http_stream_begin(jn_http_req_t *req, int status, const char *ctype)
     if (!req_usable(req, "stream_begin"))
         return JN_ESTATE;
     conn_t *c = req->c;
+    jn_buf_t *o = jn_conn_outbuf(c->nc);
+    if (!o)
+        return JN_ECLOSED;
     req->stream_chunked = req->head.minor_version >= 1;
     if (!req->stream_chunked)
         req->head.keep_alive = false; /* HTTP/1.0: the close ends the body */
-    size_t mark = c->out.len;
-    int rc = put_head(c, status, ctype, req->stream_chunked ? -1 : -2,
-                      req_close_after(req), false, &req->hdrs);
+    size_t mark = o->len;
+    int rc = put_head(o, status, ctype, req->stream_chunked ? -1 : -2, req_close_after(req), false, &req->hdrs);
     if (rc < 0) {
-        c->out.len = mark;
+        o->len = mark;
         return rc;
     }
     req->streaming = true;
     req->status = status;
-    if (!c->processing)
-        conn_schedule(c);
+    jn_conn_commit(c->nc, 0);
     return 0;
 }
 
@@ -1379,30 +1122,30 @@ int jn_http_stream_write(jn_http_req_t *req, const void *data, size_t len)
     jn_httpd_t *s = c->srv;
     if (len == 0 || req->is_head)
         return 0;
-    size_t pend = conn_pending(c);
+    jn_buf_t *o = jn_conn_outbuf(c->nc);
+    if (!o)
+        return JN_ECLOSED;
+    size_t pend = jn_conn_pending(c->nc);
     if (pend + len + 24 > 2 * s->cfg.out_high_water)
         return JN_ETOOBIG;
-    size_t mark = c->out.len;
+    size_t mark = o->len;
     int rc = 0;
     if (req->stream_chunked) {
         char hx[20];
         int n = snprintf(hx, sizeof hx, "%zx\r\n", len);
-        rc = jn_buf_append(&c->out, hx, (size_t)n);
+        rc = jn_buf_append(o, hx, (size_t)n);
     }
     if (rc == 0)
-        rc = jn_buf_append(&c->out, data, len);
+        rc = jn_buf_append(o, data, len);
     if (rc == 0 && req->stream_chunked)
-        rc = jn_buf_append(&c->out, "\r\n", 2);
+        rc = jn_buf_append(o, "\r\n", 2);
     if (rc < 0) {
-        c->out.len = mark;
+        o->len = mark;
         return rc;
     }
-    if (!c->processing)
-        conn_schedule(c);
-    if (conn_pending(c) > s->cfg.out_high_water) {
-        c->above_hw = true; /* promises a drain callback */
-        return JN_EAGAIN;
-    }
+    jn_conn_commit(c->nc, 0);
+    if (jn_conn_above_high_water(c->nc))
+        return JN_EAGAIN; /* the drain callback will follow */
     return 0;
 }
 
@@ -1413,10 +1156,67 @@ void jn_http_stream_end(jn_http_req_t *req)
         return;
     }
     conn_t *c = req->c;
-    if (req->stream_chunked && !req->is_head && jn_buf_append(&c->out, "0\r\n\r\n", 5) < 0)
-        req->head.keep_alive = false;
+    jn_buf_t *o = jn_conn_outbuf(c->nc);
+    if (req->stream_chunked && !req->is_head) {
+        if (!o || jn_buf_append(o, "0\r\n\r\n", 5) < 0)
+            req->head.keep_alive = false;
+        else
+            jn_conn_commit(c->nc, 0);
+    }
     req->streaming = false;
     req_finish(req, req->status);
+}
+
+/* ---- upgrade ---- */
+
+jn_conn_t *jn_http_upgrade(jn_http_req_t *req, const char *extra_headers)
+{
+    if (!req_usable(req, "upgrade"))
+        return NULL;
+    conn_t *c = req->c;
+    jn_conn_t *nc = c->nc;
+    jn_httpd_t *s = c->srv;
+    size_t xl = extra_headers ? strlen(extra_headers) : 0;
+    if (!req->head.upgrade || req->head.minor_version != 1 || s->freeing ||
+        (xl && (xl < 2 || memcmp(extra_headers + xl - 2, "\r\n", 2) != 0))) {
+        jn_warn("http: upgrade refused (request without Upgrade, HTTP/1.0, or bad headers)");
+        return NULL;
+    }
+    jn_buf_t *o = jn_conn_outbuf(nc);
+    if (!o)
+        return NULL;
+    size_t mark = o->len;
+    int rc = jn_buf_append_str(o, "HTTP/1.1 101 Switching Protocols\r\nServer: junction\r\n");
+    if (rc == 0 && xl)
+        rc = jn_buf_append(o, extra_headers, xl);
+    if (rc == 0 && req->hdrs.len)
+        rc = jn_buf_append(o, req->hdrs.data, req->hdrs.len);
+    if (rc == 0)
+        rc = jn_buf_append(o, "\r\n", 2);
+    if (rc < 0) {
+        o->len = mark;
+        return NULL;
+    }
+    jn_conn_commit(nc, 0);
+    req->active = false;
+    count_status(s, 101);
+    if (s->m_lat)
+        jn_histogram_observe(s->m_lat, (double)(uv_hrtime() - req->t0_ns) / 1e9);
+    /* Hand the connection over: no HTTP deadline, no HTTP callbacks. */
+    conn_unlink(c);
+    jn_conn_set_timeout(nc, 0);
+    jn_conn_need_input(nc, 0);
+    jn_conn_set_handler(nc, NULL, NULL);
+    if (c->processing) {
+        c->upgraded = true; /* on_data consumes the request and frees c */
+    } else {
+        if (c->held) {
+            jn_conn_consume(nc, req->total);
+            jn_conn_resume_reading(nc);
+        }
+        conn_free(c);
+    }
+    return nc;
 }
 
 /* ---- request accessors ---- */
@@ -1429,6 +1229,8 @@ const jn_http_request_t *jn_http_req_head(const jn_http_req_t *req)
 const uint8_t *jn_http_req_body(const jn_http_req_t *req, size_t *len)
 {
     *len = (size_t)req->body_len;
+    if (req->body_decoded)
+        return req->body.data ? req->body.data : (const uint8_t *)"";
     return (const uint8_t *)req->c->in + req->start + req->head_len;
 }
 
@@ -1457,19 +1259,20 @@ const char *jn_http_req_header(const jn_http_req_t *req, const char *name, size_
     return h->value;
 }
 
+
 const char *jn_http_req_peer(const jn_http_req_t *req)
 {
-    return req->c->peer;
+    return jn_conn_peer(req->c->nc);
 }
 
 bool jn_http_req_peer_is_loopback(const jn_http_req_t *req)
 {
-    return req->c->loopback;
+    return jn_conn_is_loopback(req->c->nc);
 }
 
 bool jn_http_req_is_tls(const jn_http_req_t *req)
 {
-    return req->c->ssl != NULL;
+    return jn_conn_is_tls(req->c->nc);
 }
 
 void jn_http_req_set_data(jn_http_req_t *req, void *data)
@@ -1515,188 +1318,30 @@ int jn_http_add_header(jn_http_req_t *req, const char *name, const char *value)
 
 /* ---- accepting ---- */
 
-static void on_refused_closed(uv_handle_t *h)
+static void http_on_accept(jn_conn_t *nc, void *arg)
 {
-    jn_httpd_t *s = h->data;
-    free(h);
-    srv_handle_closed(s);
-}
-
-static void conn_set_peer(conn_t *c)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    c->peer[0] = '\0';
-    c->loopback = false;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        uv_ip4_name(a, c->peer, sizeof c->peer);
-        c->loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, c->peer, sizeof c->peer);
-        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        const uint8_t *b = a->sin6_addr.s6_addr;
-        c->loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
-                      (memcmp(b, v4mapped, 12) == 0 && b[12] == 127);
-    }
-}
-
-static void on_connection(uv_stream_t *ls, int status)
-{
-    listener_t *l = ls->data;
-    jn_httpd_t *s = l->srv;
-    if (status < 0) {
-        jn_warn("http: accept failed: %s", uv_strerror(status));
-        return;
-    }
-    if (s->nconns >= s->cfg.max_connections) {
-        uv_tcp_t *t = malloc(sizeof *t);
-        if (!t || uv_tcp_init(s->loop, t) < 0) {
-            free(t);
-            return;
-        }
-        t->data = s;
-        s->handles++;
-        (void)uv_accept(ls, (uv_stream_t *)t);
-        uv_close((uv_handle_t *)t, on_refused_closed);
+    jn_httpd_t *s = arg;
+    if (s->freeing || s->nconns >= s->cfg.max_connections) {
+        jn_conn_abort(nc);
         return;
     }
     conn_t *c = calloc(1, sizeof *c);
-    if (!c || uv_tcp_init(s->loop, &c->tcp) < 0) {
-        free(c);
+    if (!c) {
+        jn_conn_abort(nc);
         return;
     }
-    c->tcp.data = c;
+    c->nc = nc;
     c->srv = s;
-    c->lst = l;
-    s->handles++;
-    jn_list_init(&c->sched);
     jn_list_insert_tail(&s->conns, &c->link);
     s->nconns++;
     if (s->m_conns)
         s->m_conns->value++;
-    /* The same cap on all three: out and wbuf swap on a partial write. */
-    jn_buf_init(&c->out, s->out_max);
-    jn_buf_init(&c->enc, s->out_max);
-    jn_buf_init(&c->wbuf, s->out_max);
-    c->state = ST_IDLE;
-    c->t_mark = uv_now(s->loop);
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
-        conn_close(c);
-        return;
-    }
-    (void)uv_tcp_nodelay(&c->tcp, 1);
-    conn_set_peer(c);
-    if (l->ctx) {
-        BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
-        c->ssl = SSL_new(l->ctx);
-        if (!rb || !wb || !c->ssl) {
-            BIO_free(rb);
-            BIO_free(wb);
-            conn_close(c);
-            return;
-        }
-        SSL_set_bio(c->ssl, rb, wb);
-        SSL_set_accept_state(c->ssl);
-    }
-    conn_update_read(c);
-}
-
-/* ---- the sweep and the idle handle ---- */
-
-static void conn_shrink(conn_t *c)
-{
-    if (c->in && c->in_off == c->in_len) {
-        free(c->in);
-        c->in = NULL;
-        c->in_off = c->in_len = c->in_cap = 0;
-    }
-    if (!c->writing && conn_pending(c) == 0) {
-        jn_buf_free(&c->out);
-        jn_buf_free(&c->enc);
-        jn_buf_free(&c->wbuf);
-    }
-    if (c->req && !c->in) {
-        req_free(c->req);
-        c->req = NULL;
-    }
-}
-
-static void on_sweep(uv_timer_t *t)
-{
-    jn_httpd_t *s = t->data;
-    uint64_t now = uv_now(s->loop);
-    jn_list_t *pos, *tmp;
-    jn_list_foreach_safe(pos, tmp, &s->conns) {
-        conn_t *c = jn_container_of(pos, conn_t, link);
-        uint64_t age = now - c->t_mark;
-        if (c->lingering || c->shutting) {
-            if (age >= LINGER_MS)
-                conn_close(c);
-            continue;
-        }
-        if (c->writing && now - c->t_write >= s->cfg.idle_timeout_ms) {
-            conn_close(c); /* the peer stopped reading */
-            continue;
-        }
-        if (c->writing || conn_pending(c)) {
-            if (c->state == ST_IDLE)
-                c->t_mark = now; /* a slow reader is not idle */
-            continue;
-        }
-        switch (c->state) {
-        case ST_IDLE:
-            if (age >= s->cfg.idle_timeout_ms)
-                conn_close(c);
-            else if (age >= SHRINK_MS && !c->want_close)
-                conn_shrink(c);
-            break;
-        case ST_HEAD:
-        case ST_BODY:
-            if (age >= s->cfg.request_timeout_ms && !c->want_close) {
-                conn_error(c, 408, "request timed out");
-                conn_flush(c);
-                if (!c->closing)
-                    conn_update_read(c);
-            }
-            break;
-        default:
-            break;
-        }
-    }
-}
-
-static void on_idle(uv_idle_t *h)
-{
-    jn_httpd_t *s = h->data;
-    jn_list_t batch;
-    jn_list_init(&batch);
-    /* Move the list so that work scheduled while it runs waits one turn. */
-    if (!jn_list_empty(&s->deferred)) {
-        batch.next = s->deferred.next;
-        batch.prev = s->deferred.prev;
-        batch.next->prev = &batch;
-        batch.prev->next = &batch;
-        jn_list_init(&s->deferred);
-    }
-    while (!jn_list_empty(&batch)) {
-        conn_t *c = jn_container_of(batch.next, conn_t, sched);
-        jn_list_remove(&c->sched);
-        conn_process(c);
-    }
-    if (jn_list_empty(&s->deferred))
-        uv_idle_stop(&s->idle);
+    jn_conn_set_limits(nc, s->in_max, s->cfg.out_high_water, s->out_max);
+    jn_conn_set_handler(nc, &http_handler, c);
+    conn_enter(c, ST_IDLE);
 }
 
 /* ---- server ---- */
-
-static void on_srv_handle_closed(uv_handle_t *h)
-{
-    srv_handle_closed(h->data);
-}
 
 jn_httpd_t *jn_httpd_new(uv_loop_t *loop, const jn_httpd_config_t *cfg, jn_metrics_t *metrics)
 {
@@ -1717,9 +1362,6 @@ jn_httpd_t *jn_httpd_new(uv_loop_t *loop, const jn_httpd_config_t *cfg, jn_metri
     s->in_max = s->cfg.limits.max_header_bytes + s->cfg.max_body + IN_SLACK;
     s->out_max = 2 * s->cfg.out_high_water + MAX_RESPONSE;
     jn_list_init(&s->conns);
-    jn_list_init(&s->deferred);
-    if (!(s->scratch = malloc(TLS_SCRATCH)))
-        goto fail;
     if (metrics) {
         static const char *const cls[4] = {"door=\"http\",code=\"2xx\"", "door=\"http\",code=\"3xx\"",
                                            "door=\"http\",code=\"4xx\"", "door=\"http\",code=\"5xx\""};
@@ -1733,19 +1375,22 @@ jn_httpd_t *jn_httpd_new(uv_loop_t *loop, const jn_httpd_config_t *cfg, jn_metri
         if (!s->m_req[0] || !s->m_req[1] || !s->m_req[2] || !s->m_req[3] || !s->m_conns || !s->m_lat)
             goto fail;
     }
-    uv_idle_init(loop, &s->idle);
-    s->idle.data = s;
-    uv_timer_init(loop, &s->sweep);
-    s->sweep.data = s;
-    s->handles = 2;
+    jn_net_config_t nc;
+    jn_net_config_default(&nc);
     uint64_t iv = s->cfg.idle_timeout_ms < s->cfg.request_timeout_ms ? s->cfg.idle_timeout_ms
                                                                      : s->cfg.request_timeout_ms;
     iv /= 4;
-    iv = iv < 10 ? 10 : iv > 1000 ? 1000 : iv;
-    uv_timer_start(&s->sweep, on_sweep, iv, iv);
+    nc.tick_ms = (uint32_t)(iv < 10 ? 10 : iv > 1000 ? 1000 : iv);
+    nc.linger_ms = LINGER_MS;
+    nc.write_stall_ms = s->cfg.idle_timeout_ms; /* the peer stopped reading */
+    nc.shrink_ms = SHRINK_MS;
+    nc.in_max = s->in_max;
+    nc.out_high_water = s->cfg.out_high_water;
+    nc.out_max = s->out_max;
+    if (!(s->net = jn_net_new(loop, &nc)))
+        goto fail;
     return s;
 fail:
-    free(s->scratch);
     free(s);
     return NULL;
 }
@@ -1755,111 +1400,31 @@ void jn_httpd_free(jn_httpd_t *s)
     if (!s || s->freeing)
         return;
     s->freeing = true;
-    jn_list_t *pos, *tmp;
-    jn_list_foreach_safe(pos, tmp, &s->conns) {
-        conn_t *c = jn_container_of(pos, conn_t, link);
-        /* Best effort: what is queued (the last chunk of a live feed ended
-         * at shutdown) goes out if the socket takes it now; nothing waits. */
-        if (!c->writing)
-            conn_flush(c);
-        conn_close(c);
-    }
-    for (size_t i = 0; i < s->nlst; i++) {
-        s->lst[i]->tcp.data = s;
-        s->handles++;
-        uv_close((uv_handle_t *)&s->lst[i]->tcp, on_srv_handle_closed);
-    }
-    uv_timer_stop(&s->sweep);
-    uv_close((uv_handle_t *)&s->sweep, on_srv_handle_closed);
-    uv_close((uv_handle_t *)&s->idle, on_srv_handle_closed);
-}
-
-static SSL_CTX *tls_ctx_new(const char *cert, const char *key)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx)
-        return NULL;
-    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1)
-        goto fail;
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    return ctx;
-fail:
-    ERR_clear_error();
-    SSL_CTX_free(ctx);
-    return NULL;
+    /* Best effort flush, then every connection closes: requests in flight
+     * get their abort callback, upgraded connections their owner's
+     * on_close. */
+    jn_net_free(s->net);
+    rnode_free(&s->root);
+    free(s);
 }
 
 int jn_httpd_listen(jn_httpd_t *s, const char *host, int port, const char *cert_file, const char *key_file)
 {
-    struct sockaddr_storage ss;
-    char h[64];
-    SSL_CTX *ctx = NULL;
-    listener_t *l = NULL;
-    if (!host || port < 0 || port > 65535 || s->nlst == MAX_LISTENERS || s->freeing)
+    if (s->nlst == MAX_LISTENERS || s->freeing)
         return JN_EINVAL;
-    if (strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
-    size_t hl = strlen(host);
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        if (hl - 2 >= sizeof h)
-            return JN_EINVAL;
-        memcpy(h, host + 1, hl - 2);
-        h[hl - 2] = '\0';
-        host = h;
-    }
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
-        return JN_EINVAL;
-    if ((cert_file && *cert_file) || (key_file && *key_file)) {
-        if (!cert_file || !key_file || !(ctx = tls_ctx_new(cert_file, key_file))) {
-            jn_error("http: cannot load TLS certificate %s / key %s", cert_file ? cert_file : "-",
-                     key_file ? key_file : "-");
-            return JN_EINVAL;
-        }
-    }
-    if (!(l = calloc(1, sizeof *l))) {
-        SSL_CTX_free(ctx);
-        return JN_ENOMEM;
-    }
-    l->srv = s;
-    l->ctx = ctx;
-    uv_tcp_init(s->loop, &l->tcp);
-    l->tcp.data = l;
-    /* libuv sets SO_REUSEADDR on bind. */
-    int rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
-    if (rc < 0) {
-        jn_error("http: cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
-        goto fail;
-    }
-    struct sockaddr_storage bound;
-    int blen = sizeof bound;
-    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &blen) == 0)
-        l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                    : ((struct sockaddr_in *)&bound)->sin_port);
+    jn_listener_t *l = NULL;
+    int rc = jn_listener_open(s->net, "http", host, port, cert_file, key_file, http_on_accept, s, &l);
+    if (rc < 0)
+        return rc == JN_ENOMEM ? JN_ENOMEM : rc;
     s->lst[s->nlst++] = l;
-    jn_info("http: listening on %s:%d%s", host, l->port, ctx ? " (TLS)" : "");
     return 0;
-fail:
-    /* The handle is open: close it; on_refused_closed frees it, and with
-     * it the listener whose first member it is. */
-    l->tcp.data = s;
-    s->handles++;
-    SSL_CTX_free(ctx);
-    uv_close((uv_handle_t *)&l->tcp, on_refused_closed);
-    return JN_EIO;
 }
 
 int jn_httpd_port(const jn_httpd_t *s, int listener_index)
 {
     if (listener_index < 0 || (size_t)listener_index >= s->nlst)
         return JN_EINVAL;
-    return s->lst[listener_index]->port;
+    return jn_listener_port(s->lst[listener_index]);
 }
 
 size_t jn_httpd_connections(const jn_httpd_t *s)

@@ -1,7 +1,8 @@
 /* server.h - the HTTP/1.1 server: listeners, connections, routing.
  *
- * Connections are libuv TCP streams, optionally wrapped in TLS (OpenSSL
- * over memory BIOs). Each connection reads into a capped input buffer,
+ * Connections come from the connection layer (net/conn.h: libuv TCP,
+ * optionally TLS over OpenSSL memory BIOs). Each connection reads into a
+ * capped input buffer,
  * parses requests with parser.h, and runs one request at a time: pipelined
  * requests wait in the input buffer until the one before them has been
  * answered, so responses leave in order. Output is a capped, queued buffer
@@ -31,6 +32,7 @@
 #include "../common/buf.h"
 #include "../common/error.h"
 #include "../core/metrics.h"
+#include "../net/conn.h"
 #include "parser.h"
 
 typedef struct jn_httpd jn_httpd_t;
@@ -121,5 +123,32 @@ int jn_http_stream_write(jn_http_req_t *req, const void *data, size_t len) JN_MU
 typedef void (*jn_http_drain_cb)(jn_http_req_t *req, void *data);
 void jn_http_req_on_drain(jn_http_req_t *req, jn_http_drain_cb cb);
 void jn_http_stream_end(jn_http_req_t *req);
+
+/* ---- upgrade (WebSocket, MQTT over WebSocket...) ----
+ * Answers |req| with "101 Switching Protocols", the Server header,
+ * |extra_headers| (whole lines, each ending in CRLF, e.g. "Upgrade:
+ * websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ...\r\n"; may
+ * be NULL) and the headers added with jn_http_add_header; finishes the
+ * request (do not touch |req| again) and hands the connection over: HTTP
+ * drops it from its books (jn_httpd_connections, idle and request
+ * timeouts) and detaches as its handler. Returns the connection; the
+ * caller must set its handler (jn_conn_set_handler) before returning to
+ * the loop, and owns it from then on (jn_conn_close when done; note that
+ * jn_httpd_free still closes it, with on_close, since it lives in the
+ * server's connection group).
+ *
+ * Input: bytes the client sent after the request (its head and body, if
+ * any) are not parsed as HTTP: they stay in the connection's input buffer
+ * and are offered to the new handler's on_data. Pipelining: the server
+ * runs one request at a time and parses nothing behind a request until
+ * it is answered, so an upgrade is always the only request in flight;
+ * whatever follows it belongs to the new protocol.
+ *
+ * Returns NULL (and leaves the request waiting for a normal response)
+ * when the request did not ask for an upgrade (Connection: upgrade plus
+ * an Upgrade header, HTTP/1.1), when a response was already begun, when
+ * |extra_headers| is not CRLF-terminated, or when the server is closing
+ * or the output is full. */
+jn_conn_t *jn_http_upgrade(jn_http_req_t *req, const char *extra_headers);
 
 #endif

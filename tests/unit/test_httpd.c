@@ -361,6 +361,63 @@ static void h_json(jn_http_req_t *req, void *arg)
     json_decref(j);
 }
 
+/* After an upgrade: a raw protocol that echoes bytes upper-cased and
+ * closes on 'q'. */
+static size_t up_data(jn_conn_t *nc, const uint8_t *d, size_t n)
+{
+    char out[256];
+    size_t i = 0;
+    for (; i < n && i < sizeof out; i++) {
+        if (d[i] == 'q') {
+            assert_int_equal(jn_conn_write(nc, out, i), 0);
+            jn_conn_close(nc);
+            return i + 1;
+        }
+        out[i] = (char)(d[i] >= 'a' && d[i] <= 'z' ? d[i] - 32 : d[i]);
+    }
+    assert_int_equal(jn_conn_write(nc, out, i), 0);
+    return i;
+}
+
+static void up_close(jn_conn_t *nc, int reason)
+{
+    (void)nc;
+    (void)reason;
+    g_ctx->rc[10]++;
+}
+
+static const jn_conn_handler_t up_handler = {.on_data = up_data, .on_close = up_close};
+
+static void do_upgrade(jn_http_req_t *req)
+{
+    jn_conn_t *nc = jn_http_upgrade(req, "Upgrade: shout\r\nConnection: Upgrade\r\n");
+    if (!nc) {
+        jn_http_respond_error(req, 400, "bad_request", "no upgrade");
+        return;
+    }
+    g_ctx->rc[11] = (int)jn_httpd_connections(g_ctx->srv) + 100;
+    jn_conn_set_handler(nc, &up_handler, NULL);
+}
+
+static void h_upgrade(jn_http_req_t *req, void *arg)
+{
+    (void)arg;
+    do_upgrade(req);
+}
+
+static void upgrade_fire(uv_timer_t *t)
+{
+    later_t *l = t->data;
+    do_upgrade(l->req);
+    uv_close((uv_handle_t *)&l->t, later_closed);
+}
+
+static void h_upgrade_async(jn_http_req_t *req, void *arg)
+{
+    (void)arg;
+    later_new(req, upgrade_fire, 20);
+}
+
 static void on_done(uv_async_t *a)
 {
     ctx_t *x = a->data;
@@ -381,6 +438,8 @@ static void add_routes(jn_httpd_t *s)
     assert_int_equal(jn_httpd_route(s, "GET", "/things/special/parts/{part}", h_special, NULL), 0);
     assert_int_equal(jn_httpd_route(s, "GET", "/files/{path*}", h_files, NULL), 0);
     assert_int_equal(jn_httpd_route(s, "POST", "/json", h_json, NULL), 0);
+    assert_int_equal(jn_httpd_route(s, "GET", "/up", h_upgrade, NULL), 0);
+    assert_int_equal(jn_httpd_route(s, "GET", "/upasync", h_upgrade_async, NULL), 0);
 }
 
 /* Generates a self-signed EC certificate and key into x->dir. */
@@ -804,6 +863,70 @@ static void test_tls(void **state)
     free(x);
 }
 
+/* Reads exactly |n| raw bytes after whatever is buffered. */
+static void cli_raw(cli_t *c, char *out, size_t n)
+{
+    while (c->len < n && cli_more(c) > 0)
+        ;
+    size_t cp = c->len < n ? c->len : n;
+    memcpy(out, c->buf, cp);
+    out[cp] = '\0';
+    memmove(c->buf, c->buf + cp, c->len - cp);
+    c->len -= cp;
+}
+
+#define UP101 "HTTP/1.1 101 Switching Protocols\r\nServer: junction\r\nUpgrade: shout\r\nConnection: Upgrade\r\n\r\n"
+#define UPREQ(path) "GET " path " HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: shout\r\n\r\n"
+
+static void c_upgrade(ctx_t *x)
+{
+    /* Upgraded inside the handler; bytes sent right behind the head
+     * belong to the new protocol. */
+    cli_t *c = cli_open(x->port, x->tls_port != 0);
+    cli_send(c, UPREQ("/up") "hello ");
+    cli_response(c, x->out[0], false);
+    cli_raw(c, x->out[1], 6);
+    cli_send(c, "GET / HTTP/1.1\r\n");
+    cli_raw(c, x->out[2], 16);
+    cli_send(c, "xq");
+    cli_raw(c, x->out[3], 1);
+    x->rc[0] = cli_eof(c);
+    cli_close(c);
+    /* Upgraded later, from a timer, while the early bytes wait. */
+    c = cli_open(x->port, false);
+    cli_send(c, UPREQ("/upasync") "early");
+    cli_response(c, x->out[4], false);
+    cli_raw(c, x->out[5], 5);
+    cli_send(c, "q");
+    x->rc[1] = cli_eof(c);
+    cli_close(c);
+    /* No Upgrade header: refused, the connection stays HTTP. */
+    c = cli_open(x->port, false);
+    cli_send(c, "GET /up HTTP/1.1\r\nHost: a\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+    cli_response(c, x->out[6], false);
+    cli_response(c, x->out[7], false);
+    cli_close(c);
+}
+
+static void test_upgrade(void **state)
+{
+    (void)state;
+    ctx_t *x = run(c_upgrade, NULL, false, NULL);
+    assert_string_equal(x->out[0], UP101);
+    assert_string_equal(x->out[1], "HELLO ");
+    assert_string_equal(x->out[2], "GET / HTTP/1.1\r\n");
+    assert_string_equal(x->out[3], "X");
+    assert_int_equal(x->rc[0], 1);
+    assert_string_equal(x->out[4], UP101);
+    assert_string_equal(x->out[5], "EARLY");
+    assert_int_equal(x->rc[1], 1);
+    expect_error(x->out[6], "400 Bad Request", "bad_request", "no upgrade", false, NULL);
+    assert_string_equal(x->out[7], HELLO);
+    assert_int_equal(x->rc[10], 2);  /* both upgraded conns closed through the new handler */
+    assert_int_equal(x->rc[11], 100); /* HTTP no longer counts an upgraded conn */
+    free(x);
+}
+
 static void test_route_register(void **state)
 {
     (void)state;
@@ -843,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_timeouts_limits),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_upgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,1106 @@
+/* conn.c - connections of the connection layer: reading, TLS, buffered
+ * output with backpressure, graceful close, and the group's sweep.
+ *
+ * A connection is a small struct around a libuv TCP handle; its buffers
+ * are allocated when needed and given back by the sweep when it has been
+ * idle for shrink_ms, so that 10,000 idle connections cost little.
+ *
+ * Input: plain connections read straight into the free tail of the input
+ * buffer; TLS connections read ciphertext into the group's scratch
+ * buffer, feed it to the read BIO and SSL_read plaintext into the input
+ * buffer. The buffer is compacted and grown only right before a read and
+ * only while the handler has not paused: a paused handler may hold views
+ * into unconsumed bytes (HTTP keeps the request being handled there).
+ * While paused, reads still fill the free tail (plain) or the read BIO
+ * (TLS, up to TLS_RBIO_MAX), and reading stops once that is full.
+ *
+ * Output: |out| collects plaintext. A flush encrypts it into |enc| (TLS),
+ * tries uv_try_write, and hands the rest to uv_write with the buffers
+ * swapped, so the bytes in flight stay alive in |wbuf| until the write
+ * callback. Flushes happen at the end of a read callback and from the
+ * group's idle handle (for output produced elsewhere): many writes of one
+ * loop iteration leave in one syscall.
+ *
+ * Closing: jn_conn_abort closes the handle at once. jn_conn_close flushes,
+ * shuts the write side down (TLS close_notify first) and lingers,
+ * discarding input, until the peer closes or linger_ms passes: closing a
+ * socket with unread input makes the kernel send a reset that can
+ * destroy the last answer before the peer reads it. on_close runs once,
+ * and never inside a handler's own callback (see |in_cb|).
+ */
+#include "net_int.h"
+
+#include <limits.h>
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+
+#define IN_INITIAL 8192     /* first input buffer */
+#define IN_MIN_ROOM 2048    /* compact or grow below this much free space */
+#define TLS_RBIO_MAX 65536  /* stop reading above this much undecrypted input */
+
+enum conn_state {
+    CS_OPEN,     /* delivering input, accepting output */
+    CS_FLUSHING, /* jn_conn_close: writing what is queued */
+    CS_SHUTTING, /* uv_shutdown issued */
+    CS_LINGER,   /* write side shut: discarding input until EOF */
+    CS_CLOSED,   /* uv_close issued */
+};
+
+struct jn_conn {
+    uv_tcp_t tcp;               /* handle.data points back to the conn */
+    jn_net_t *net;
+    jn_list_t link;             /* net->conns while not closed */
+    jn_list_t sched;            /* net->deferred while scheduled */
+    const jn_conn_handler_t *h; /* NULL: detached */
+    void *ctx;
+    uint8_t *in;                /* input buffer; unconsumed bytes in [in_off, in_len) */
+    size_t in_off, in_len, in_cap;
+    size_t in_max;              /* cap on in_cap */
+    size_t in_need;             /* growth hint of the handler */
+    jn_buf_t out;               /* plaintext queued */
+    jn_buf_t enc;               /* TLS: ciphertext queued */
+    jn_buf_t wbuf;              /* bytes of the uv_write in flight */
+    size_t woff;                /* bytes of wbuf already written by uv_try_write */
+    size_t out_hw, out_max;
+    union {                     /* never both in flight: shutdown waits for the write */
+        uv_write_t wreq;
+        uv_shutdown_t sreq;
+    } req;
+    SSL *ssl;
+    uint64_t deadline;          /* loop ms; 0 none */
+    uint64_t t_write;           /* loop ms: last write progress (or close start) */
+    uint64_t t_active;          /* loop ms: last read or write */
+    uint64_t t_close;           /* loop ms: shutdown issued */
+    int close_reason;
+    uint32_t gen;               /* handler generation: changes with set_handler */
+    uint8_t state;              /* enum conn_state */
+    uint8_t in_cb;              /* depth of this conn's handler callbacks running */
+    bool close_pending;         /* closed inside a callback: on_close after it */
+    bool in_read;               /* inside the read callback: it flushes at its end */
+    bool want_deliver;          /* offer buffered input from the idle handle */
+    bool reading;
+    bool writing;
+    bool paused;
+    bool above_hw;
+    bool in_full;               /* no room for input while paused or detached */
+    bool hs_done;
+    bool notify_sent;
+    bool eof;
+    bool peer_closed;           /* closing because the peer did: report JN_ECLOSED */
+    bool loopback;
+    char peer[46];
+};
+
+static void conn_flush(jn_conn_t *c);
+static void conn_update_read(jn_conn_t *c);
+static void conn_process_input(jn_conn_t *c);
+static void on_idle(uv_idle_t *h);
+
+/* ---- groups ---- */
+
+void jn_net_config_default(jn_net_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->tick_ms = 250;
+    c->linger_ms = 2000;
+    c->write_stall_ms = 60000;
+    c->shrink_ms = 1000;
+    c->in_max = 1u << 20;
+    c->out_high_water = 1u << 20;
+    c->out_max = 4u << 20;
+}
+
+void jn__net_handle_closed(jn_net_t *net)
+{
+    net->handles--;
+    if (net->freeing && net->handles == 0) {
+        free(net->scratch);
+        free(net);
+    }
+}
+
+static void on_net_handle_closed(uv_handle_t *h)
+{
+    jn__net_handle_closed(h->data);
+}
+
+static void on_sweep(uv_timer_t *t);
+
+jn_net_t *jn_net_new(uv_loop_t *loop, const jn_net_config_t *cfg)
+{
+    jn_net_t *net = calloc(1, sizeof *net);
+    if (!net)
+        return NULL;
+    net->loop = loop;
+    if (cfg)
+        net->cfg = *cfg;
+    else
+        jn_net_config_default(&net->cfg);
+    jn_net_config_t *c = &net->cfg;
+    if (c->tick_ms == 0)
+        c->tick_ms = 250;
+    if (c->out_high_water == 0)
+        c->out_high_water = 1u << 20;
+    if (c->out_max < c->out_high_water)
+        c->out_max = 4 * c->out_high_water;
+    if (c->in_max == 0)
+        c->in_max = 1u << 20;
+    if (!(net->scratch = malloc(JN__NET_TLS_SCRATCH))) {
+        free(net);
+        return NULL;
+    }
+    jn_list_init(&net->conns);
+    jn_list_init(&net->listeners);
+    jn_list_init(&net->deferred);
+    uv_idle_init(loop, &net->idle);
+    net->idle.data = net;
+    uv_timer_init(loop, &net->sweep);
+    net->sweep.data = net;
+    net->handles = 2;
+    uv_timer_start(&net->sweep, on_sweep, c->tick_ms, c->tick_ms);
+    return net;
+}
+
+uv_loop_t *jn_net_loop(const jn_net_t *net)
+{
+    return net->loop;
+}
+
+size_t jn_net_connections(const jn_net_t *net)
+{
+    return net->nconns;
+}
+
+/* ---- lifetime ---- */
+
+static void conn_notify_close(jn_conn_t *c)
+{
+    const jn_conn_handler_t *h = c->h;
+    c->h = NULL;
+    if (h && h->on_close)
+        h->on_close(c, c->close_reason);
+}
+
+/* Runs after each handler callback: a close requested inside it is
+ * reported now that the handler's stack is unwound. */
+static void conn_after_cb(jn_conn_t *c)
+{
+    if (c->in_cb == 0 && c->close_pending) {
+        c->close_pending = false;
+        conn_notify_close(c);
+    }
+}
+
+static void on_conn_closed(uv_handle_t *hd)
+{
+    jn_conn_t *c = hd->data;
+    jn_net_t *net = c->net;
+    free(c->in);
+    jn_buf_free(&c->out);
+    jn_buf_free(&c->enc);
+    jn_buf_free(&c->wbuf);
+    if (c->ssl)
+        SSL_free(c->ssl);
+    free(c);
+    jn__net_handle_closed(net);
+}
+
+/* Closes the handle now and reports |reason| (once). */
+static void conn_finish(jn_conn_t *c, int reason)
+{
+    if (c->state == CS_CLOSED)
+        return;
+    jn_net_t *net = c->net;
+    c->state = CS_CLOSED;
+    c->close_reason = reason == 0 && c->peer_closed ? JN_ECLOSED : reason;
+    jn_list_remove(&c->sched);
+    jn_list_remove(&c->link);
+    net->nconns--;
+    if (net->cfg.m_conns)
+        net->cfg.m_conns->value--;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    if (c->in_cb)
+        c->close_pending = true;
+    else
+        conn_notify_close(c);
+}
+
+void jn_conn_abort(jn_conn_t *c)
+{
+    if (c)
+        conn_finish(c, 0);
+}
+
+bool jn_conn_is_closing(const jn_conn_t *c)
+{
+    return c->state != CS_OPEN;
+}
+
+static void conn_schedule(jn_conn_t *c)
+{
+    jn_net_t *net = c->net;
+    if (c->state == CS_CLOSED || jn_list_linked(&c->sched))
+        return;
+    if (jn_list_empty(&net->deferred))
+        uv_idle_start(&net->idle, on_idle);
+    jn_list_insert_tail(&net->deferred, &c->sched);
+}
+
+static void on_shutdown(uv_shutdown_t *sr, int status)
+{
+    jn_conn_t *c = sr->data;
+    if (c->state != CS_SHUTTING)
+        return;
+    if (status < 0 || c->eof) {
+        conn_finish(c, 0);
+        return;
+    }
+    c->state = CS_LINGER;
+    c->t_close = uv_now(c->net->loop);
+    conn_update_read(c);
+}
+
+size_t jn_conn_pending(const jn_conn_t *c)
+{
+    return c->out.len + c->enc.len + (c->writing ? c->wbuf.len - c->woff : 0);
+}
+
+/* The output is flushed: send close_notify (TLS), then shut down. */
+static void conn_shutdown(jn_conn_t *c)
+{
+    if (c->state != CS_FLUSHING)
+        return;
+    if (c->ssl && c->hs_done && !c->notify_sent) {
+        c->notify_sent = true;
+        (void)SSL_shutdown(c->ssl);
+        conn_flush(c); /* may come back here and shut down */
+        if (c->state != CS_FLUSHING || c->writing || jn_conn_pending(c))
+            return;
+    }
+    c->state = CS_SHUTTING;
+    c->t_close = uv_now(c->net->loop);
+    c->req.sreq.data = c;
+    if (uv_shutdown(&c->req.sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        conn_finish(c, 0);
+}
+
+void jn_conn_close(jn_conn_t *c)
+{
+    if (!c || c->state != CS_OPEN)
+        return;
+    c->state = CS_FLUSHING;
+    c->t_write = uv_now(c->net->loop);
+    conn_update_read(c);
+    /* The flush (and with it the shutdown) runs from the loop, never
+     * inside this call. */
+    conn_schedule(c);
+}
+
+/* ---- output ---- */
+
+static void on_write(uv_write_t *wr, int status);
+
+static void conn_count_out(jn_conn_t *c, size_t n)
+{
+    if (c->net->cfg.m_bytes_out)
+        jn_counter_add(c->net->cfg.m_bytes_out, n);
+}
+
+/* Writes |src| (out or enc): try_write, then uv_write for the rest with
+ * the buffers swapped so the bytes stay alive until on_write. */
+static void conn_send(jn_conn_t *c, jn_buf_t *src)
+{
+    if (c->writing || src->len == 0 || c->state >= CS_SHUTTING)
+        return;
+    uv_buf_t b = uv_buf_init((char *)src->data, (unsigned)src->len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS)
+        n = 0;
+    else if (n < 0) {
+        conn_finish(c, c->state == CS_OPEN ? JN_ECLOSED : 0);
+        return;
+    }
+    uint64_t now = uv_now(c->net->loop);
+    if (n > 0) {
+        c->t_write = now;
+        c->t_active = now;
+        conn_count_out(c, (size_t)n);
+    }
+    if ((size_t)n == src->len) {
+        src->len = 0;
+        return;
+    }
+    jn_buf_t t = c->wbuf;
+    c->wbuf = *src;
+    *src = t;
+    src->len = 0;
+    c->woff = (size_t)n;
+    b = uv_buf_init((char *)c->wbuf.data + n, (unsigned)(c->wbuf.len - (size_t)n));
+    c->req.wreq.data = c;
+    c->t_write = now;
+    if (uv_write(&c->req.wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        conn_finish(c, c->state == CS_OPEN ? JN_ECLOSED : 0);
+        return;
+    }
+    c->writing = true;
+}
+
+/* Moves TLS output (plaintext in |out|, handshake records) into |enc|. */
+static int tls_encrypt(jn_conn_t *c)
+{
+    if (c->hs_done && c->out.len) {
+        int n = SSL_write(c->ssl, c->out.data, c->out.len > INT_MAX ? INT_MAX : (int)c->out.len);
+        if (n <= 0)
+            return JN_EIO;
+        jn_buf_consume(&c->out, (size_t)n);
+    }
+    BIO *wb = SSL_get_wbio(c->ssl);
+    size_t pend;
+    while ((pend = BIO_ctrl_pending(wb)) > 0) {
+        int rc = jn_buf_reserve(&c->enc, pend);
+        if (rc < 0)
+            return rc;
+        int n = BIO_read(wb, c->enc.data + c->enc.len, (int)pend);
+        if (n <= 0)
+            break;
+        c->enc.len += (size_t)n;
+    }
+    return 0;
+}
+
+static void conn_flush(jn_conn_t *c)
+{
+    if (c->state == CS_CLOSED)
+        return;
+    if (c->ssl) {
+        if (tls_encrypt(c) < 0) {
+            conn_finish(c, JN_EPROTO);
+            return;
+        }
+        conn_send(c, &c->enc);
+    } else {
+        conn_send(c, &c->out);
+    }
+    if (c->state == CS_CLOSED)
+        return;
+    size_t pend = jn_conn_pending(c);
+    if (pend > c->out_hw) {
+        if (!c->above_hw) {
+            c->above_hw = true;
+            conn_update_read(c);
+        }
+    } else if (c->above_hw) {
+        c->above_hw = false;
+        if (c->state == CS_OPEN && c->h && c->h->on_drain) {
+            c->in_cb++;
+            c->h->on_drain(c);
+            c->in_cb--;
+            conn_after_cb(c);
+            if (c->state == CS_CLOSED)
+                return;
+        }
+        if (c->in_len > c->in_off) {
+            c->want_deliver = true;
+            conn_schedule(c);
+        }
+        if (jn_conn_pending(c))
+            conn_schedule(c); /* what on_drain wrote */
+        conn_update_read(c);
+        if (c->state == CS_CLOSED)
+            return;
+        pend = jn_conn_pending(c);
+    }
+    if (c->state == CS_FLUSHING && pend == 0 && !c->writing)
+        conn_shutdown(c);
+}
+
+static void on_write(uv_write_t *wr, int status)
+{
+    jn_conn_t *c = wr->data;
+    size_t n = c->wbuf.len - c->woff;
+    c->writing = false;
+    c->wbuf.len = 0;
+    c->woff = 0;
+    if (c->state == CS_CLOSED)
+        return;
+    if (status < 0) {
+        conn_finish(c, c->state == CS_OPEN ? JN_ECLOSED : 0);
+        return;
+    }
+    conn_count_out(c, n);
+    c->t_write = c->t_active = uv_now(c->net->loop);
+    conn_flush(c);
+}
+
+/* Output produced: flush at the end of the read callback, or soon. */
+static void conn_wrote(jn_conn_t *c)
+{
+    if (!c->in_read)
+        conn_schedule(c);
+}
+
+static int out_room(jn_conn_t *c, size_t n)
+{
+    if (c->state != CS_OPEN)
+        return JN_ECLOSED;
+    size_t pend = jn_conn_pending(c);
+    if (n > c->out_max || pend > c->out_max - n)
+        return JN_ETOOBIG;
+    return 0;
+}
+
+int jn_conn_write(jn_conn_t *c, const void *data, size_t len)
+{
+    int rc = out_room(c, len);
+    if (rc < 0)
+        return rc;
+    if (len == 0)
+        return 0;
+    if ((rc = jn_buf_append(&c->out, data, len)) < 0)
+        return rc;
+    conn_wrote(c);
+    return 0;
+}
+
+int jn_conn_writev(jn_conn_t *c, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SIZE_MAX - total)
+            return JN_ETOOBIG;
+        total += iov[i].iov_len;
+    }
+    int rc = out_room(c, total);
+    if (rc < 0)
+        return rc;
+    if ((rc = jn_buf_reserve(&c->out, total)) < 0)
+        return rc;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len)
+            memcpy(c->out.data + c->out.len, iov[i].iov_base, iov[i].iov_len);
+        c->out.len += iov[i].iov_len;
+    }
+    if (total)
+        conn_wrote(c);
+    return 0;
+}
+
+uint8_t *jn_conn_reserve(jn_conn_t *c, size_t n)
+{
+    if (out_room(c, n) < 0 || jn_buf_reserve(&c->out, n) < 0)
+        return NULL;
+    return c->out.data + c->out.len;
+}
+
+void jn_conn_commit(jn_conn_t *c, size_t used)
+{
+    if (c->state == CS_CLOSED)
+        return;
+    if (used > c->out.cap - c->out.len)
+        used = c->out.cap - c->out.len;
+    c->out.len += used;
+    if (c->out.len)
+        conn_wrote(c);
+}
+
+jn_buf_t *jn_conn_outbuf(jn_conn_t *c)
+{
+    return c->state == CS_OPEN ? &c->out : NULL;
+}
+
+bool jn_conn_above_high_water(jn_conn_t *c)
+{
+    if (jn_conn_pending(c) > c->out_hw) {
+        c->above_hw = true; /* promises on_drain */
+        return true;
+    }
+    return false;
+}
+
+/* ---- input ---- */
+
+/* Returns the free space at the end of the input buffer, compacting and
+ * growing it first unless the handler paused (it may hold views). */
+static size_t in_room(jn_conn_t *c)
+{
+    if (!c->in) {
+        size_t cap = IN_INITIAL;
+        if (c->in_need > cap)
+            cap = c->in_need;
+        if (cap > c->in_max)
+            cap = c->in_max;
+        if (!(c->in = malloc(cap)))
+            return 0;
+        c->in_cap = cap;
+        c->in_off = c->in_len = 0;
+    }
+    if (c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+    size_t room = c->in_cap - c->in_len;
+    size_t unconsumed = c->in_len - c->in_off;
+    if (c->paused || (room >= IN_MIN_ROOM && c->in_need <= c->in_cap - c->in_off))
+        return room;
+    if (c->in_off > 0) {
+        memmove(c->in, c->in + c->in_off, unconsumed);
+        c->in_len = unconsumed;
+        c->in_off = 0;
+    }
+    size_t want = unconsumed + IN_MIN_ROOM;
+    if (c->in_need > want)
+        want = c->in_need;
+    if (want > c->in_cap && c->in_cap < c->in_max) {
+        size_t ncap = c->in_cap * 2 > want ? c->in_cap * 2 : want;
+        if (ncap > c->in_max)
+            ncap = c->in_max;
+        uint8_t *n = realloc(c->in, ncap);
+        if (n) {
+            c->in = n;
+            c->in_cap = ncap;
+        }
+    }
+    return c->in_cap - c->in_len;
+}
+
+static bool conn_deliverable(const jn_conn_t *c)
+{
+    return c->state == CS_OPEN && c->h && !c->paused && !c->above_hw;
+}
+
+/* Offers the unconsumed input to on_data (again to a new handler when it
+ * switched inside the call). Returns the bytes consumed. */
+static size_t conn_deliver(jn_conn_t *c)
+{
+    size_t total = 0;
+    c->want_deliver = false;
+    while (conn_deliverable(c) && c->in_len > c->in_off) {
+        uint32_t gen = c->gen;
+        size_t avail = c->in_len - c->in_off;
+        c->in_cb++;
+        size_t n = c->h->on_data(c, c->in + c->in_off, avail);
+        c->in_cb--;
+        conn_after_cb(c);
+        if (c->state == CS_CLOSED)
+            return total;
+        avail = c->in_len - c->in_off;
+        if (n > avail)
+            n = avail;
+        c->in_off += n;
+        total += n;
+        if (c->in_off == c->in_len)
+            c->in_off = c->in_len = 0;
+        if (c->gen == gen)
+            break;
+    }
+    /* A full buffer that the handler cannot make progress on. */
+    if (conn_deliverable(c) && c->in_len - c->in_off >= c->in_max)
+        conn_finish(c, JN_ETOOBIG);
+    return total;
+}
+
+/* TLS: handshake, then decrypt what the read BIO holds into the input
+ * buffer. Returns 0, 1 at close_notify, or JN_EPROTO. */
+static int tls_pull(jn_conn_t *c)
+{
+    if (!c->hs_done) {
+        int r = SSL_do_handshake(c->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return 0;
+            ERR_clear_error();
+            return JN_EPROTO;
+        }
+        c->hs_done = true;
+        if (c->out.len)
+            conn_wrote(c); /* output queued before the handshake */
+    }
+    if (c->state != CS_OPEN || c->paused || !c->h)
+        return 0;
+    for (;;) {
+        size_t room = in_room(c);
+        if (room == 0)
+            return 0;
+        int n = SSL_read(c->ssl, c->in + c->in_len, room > INT_MAX ? INT_MAX : (int)room);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            return 0;
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 1;
+        ERR_clear_error();
+        return JN_EPROTO;
+    }
+}
+
+static void conn_eof(jn_conn_t *c)
+{
+    c->eof = true;
+    switch (c->state) {
+    case CS_OPEN:
+        conn_update_read(c);
+        if (c->h && c->h->on_eof) {
+            c->in_cb++;
+            c->h->on_eof(c);
+            c->in_cb--;
+            conn_after_cb(c);
+        } else {
+            c->peer_closed = true;
+            jn_conn_close(c);
+        }
+        break;
+    case CS_LINGER:
+        conn_finish(c, 0);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Decrypts (TLS) and delivers until nothing moves. */
+static void conn_process_input(jn_conn_t *c)
+{
+    for (;;) {
+        int tls_rc = 0;
+        if (c->ssl) {
+            tls_rc = tls_pull(c);
+            if (tls_rc < 0) {
+                conn_finish(c, JN_EPROTO);
+                return;
+            }
+        }
+        size_t n = conn_deliver(c);
+        if (c->state != CS_OPEN)
+            return;
+        if (tls_rc == 1) {
+            conn_eof(c);
+            return;
+        }
+        if (!c->ssl || n == 0 || !conn_deliverable(c) ||
+            (BIO_ctrl_pending(SSL_get_rbio(c->ssl)) == 0 && SSL_pending(c->ssl) == 0))
+            return;
+    }
+}
+
+static bool conn_want_read(const jn_conn_t *c)
+{
+    if (c->state == CS_LINGER)
+        return true;
+    if (c->state != CS_OPEN || c->eof || c->above_hw || c->in_full)
+        return false;
+    if (c->ssl && BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > TLS_RBIO_MAX)
+        return false;
+    return true;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_update_read(jn_conn_t *c)
+{
+    if (c->state == CS_CLOSED)
+        return;
+    bool want = conn_want_read(c);
+    if (want == c->reading)
+        return;
+    if (want) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+            conn_finish(c, JN_EIO);
+            return;
+        }
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    c->reading = want;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    jn_conn_t *c = h->data;
+    (void)suggested;
+    if (c->ssl || c->state == CS_LINGER) {
+        *buf = uv_buf_init(c->net->scratch, JN__NET_TLS_SCRATCH);
+        return;
+    }
+    size_t room = in_room(c);
+    *buf = uv_buf_init(c->in ? (char *)c->in + c->in_len : NULL, (unsigned)(room > UINT_MAX ? UINT_MAX : room));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    jn_conn_t *c = st->data;
+    if (c->state == CS_CLOSED)
+        return;
+    if (c->state == CS_LINGER) {
+        if (nread < 0)
+            conn_finish(c, 0);
+        return;
+    }
+    if (nread == UV_ENOBUFS) {
+        if (c->paused || !c->h) {
+            c->in_full = true;
+            conn_update_read(c);
+        } else {
+            conn_finish(c, c->in ? JN_ETOOBIG : JN_ENOMEM);
+        }
+        return;
+    }
+    if (nread < 0) {
+        if (nread == UV_EOF)
+            conn_eof(c);
+        else
+            conn_finish(c, JN_ECLOSED);
+        return;
+    }
+    if (nread == 0)
+        return;
+    c->t_active = uv_now(c->net->loop);
+    if (c->net->cfg.m_bytes_in)
+        jn_counter_add(c->net->cfg.m_bytes_in, (uint64_t)nread);
+    if (c->ssl) {
+        if (BIO_write(SSL_get_rbio(c->ssl), buf->base, (int)nread) != (int)nread) {
+            conn_finish(c, JN_ENOMEM);
+            return;
+        }
+    } else {
+        c->in_len += (size_t)nread;
+    }
+    c->in_read = true;
+    conn_process_input(c);
+    c->in_read = false;
+    conn_flush(c);
+    conn_update_read(c);
+}
+
+/* ---- input flow ---- */
+
+void jn_conn_pause_reading(jn_conn_t *c)
+{
+    c->paused = true;
+}
+
+void jn_conn_resume_reading(jn_conn_t *c)
+{
+    if (!c->paused)
+        return;
+    c->paused = false;
+    c->in_full = false;
+    if (c->state != CS_OPEN)
+        return;
+    c->want_deliver = true;
+    conn_schedule(c);
+    conn_update_read(c);
+}
+
+bool jn_conn_is_paused(const jn_conn_t *c)
+{
+    return c->paused;
+}
+
+void jn_conn_consume(jn_conn_t *c, size_t n)
+{
+    size_t avail = c->in_len - c->in_off;
+    c->in_off += n < avail ? n : avail;
+    if (c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+    if (c->in_full && c->state == CS_OPEN) {
+        c->in_full = false;
+        conn_update_read(c);
+    }
+}
+
+size_t jn_conn_input_len(const jn_conn_t *c)
+{
+    return c->in_len - c->in_off;
+}
+
+/* ---- handlers, limits, identity ---- */
+
+void jn_conn_set_handler(jn_conn_t *c, const jn_conn_handler_t *h, void *ctx)
+{
+    c->h = h;
+    c->ctx = ctx;
+    c->gen++;
+    if (h && c->state == CS_OPEN) {
+        c->in_full = false;
+        if (c->in_len > c->in_off || c->ssl) {
+            c->want_deliver = true;
+            conn_schedule(c);
+        }
+        if (!c->in_cb && !c->in_read)
+            conn_update_read(c);
+    }
+}
+
+void *jn_conn_ctx(const jn_conn_t *c)
+{
+    return c->ctx;
+}
+
+const jn_conn_handler_t *jn_conn_handler(const jn_conn_t *c)
+{
+    return c->h;
+}
+
+static void conn_set_out_caps(jn_conn_t *c)
+{
+    /* out, enc and wbuf swap on a partial write: one cap for all three,
+     * with room for TLS record overhead on top of the logical cap that
+     * out_room enforces. */
+    size_t max = c->out_max + c->out_max / 8 + 16384;
+    c->out.max = c->enc.max = c->wbuf.max = max;
+}
+
+void jn_conn_set_limits(jn_conn_t *c, size_t in_max, size_t out_high_water, size_t out_max)
+{
+    if (in_max)
+        c->in_max = in_max;
+    if (out_high_water)
+        c->out_hw = out_high_water;
+    if (out_max)
+        c->out_max = out_max;
+    if (c->out_max < c->out_hw)
+        c->out_max = c->out_hw;
+    conn_set_out_caps(c);
+}
+
+void jn_conn_need_input(jn_conn_t *c, size_t total)
+{
+    c->in_need = total > c->in_max ? c->in_max : total;
+}
+
+void jn_conn_set_timeout(jn_conn_t *c, uint64_t ms)
+{
+    c->deadline = ms ? uv_now(c->net->loop) + ms : 0;
+}
+
+const char *jn_conn_peer(const jn_conn_t *c)
+{
+    return c->peer;
+}
+
+bool jn_conn_is_loopback(const jn_conn_t *c)
+{
+    return c->loopback;
+}
+
+bool jn_conn_is_tls(const jn_conn_t *c)
+{
+    return c->ssl != NULL;
+}
+
+jn_net_t *jn_conn_net(const jn_conn_t *c)
+{
+    return c->net;
+}
+
+uv_loop_t *jn_conn_loop(const jn_conn_t *c)
+{
+    return c->net->loop;
+}
+
+/* ---- accepting ---- */
+
+static void conn_set_peer(jn_conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    c->peer[0] = '\0';
+    c->loopback = false;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        uv_ip4_name(a, c->peer, sizeof c->peer);
+        c->loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, c->peer, sizeof c->peer);
+        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        const uint8_t *b = a->sin6_addr.s6_addr;
+        c->loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) || (memcmp(b, v4mapped, 12) == 0 && b[12] == 127);
+    }
+}
+
+void jn__conn_accept(jn_listener_t *l)
+{
+    jn_net_t *net = l->net;
+    jn_conn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    if (uv_tcp_init(net->loop, &c->tcp) < 0) {
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    c->net = net;
+    net->handles++;
+    jn_list_init(&c->sched);
+    jn_list_insert_tail(&net->conns, &c->link);
+    net->nconns++;
+    if (net->cfg.m_conns)
+        net->cfg.m_conns->value++;
+    c->in_max = net->cfg.in_max;
+    c->out_hw = net->cfg.out_high_water;
+    c->out_max = net->cfg.out_max;
+    jn_buf_init(&c->out, 0);
+    jn_buf_init(&c->enc, 0);
+    jn_buf_init(&c->wbuf, 0);
+    conn_set_out_caps(c);
+    c->t_write = c->t_active = uv_now(net->loop);
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) < 0) {
+        conn_finish(c, JN_EIO);
+        return;
+    }
+    (void)uv_tcp_nodelay(&c->tcp, 1);
+    conn_set_peer(c);
+    if (l->ctx) {
+        BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+        c->ssl = SSL_new(l->ctx);
+        if (!rb || !wb || !c->ssl) {
+            BIO_free(rb);
+            BIO_free(wb);
+            conn_finish(c, JN_ENOMEM);
+            return;
+        }
+        SSL_set_bio(c->ssl, rb, wb);
+        SSL_set_accept_state(c->ssl);
+    }
+    c->in_cb++;
+    l->on_accept(c, l->arg);
+    c->in_cb--;
+    conn_after_cb(c);
+    if (c->state == CS_CLOSED)
+        return;
+    if (!c->h) {
+        conn_finish(c, 0);
+        return;
+    }
+    conn_update_read(c);
+}
+
+/* ---- the sweep and the idle handle ---- */
+
+static void conn_shrink(jn_conn_t *c)
+{
+    if (c->in && c->in_off == c->in_len) {
+        free(c->in);
+        c->in = NULL;
+        c->in_off = c->in_len = c->in_cap = 0;
+    }
+    if (!c->writing && jn_conn_pending(c) == 0) {
+        jn_buf_free(&c->out);
+        jn_buf_free(&c->enc);
+        jn_buf_free(&c->wbuf);
+    }
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    jn_net_t *net = t->data;
+    const jn_net_config_t *cfg = &net->cfg;
+    uint64_t now = uv_now(net->loop);
+    /* Callbacks may close any conn: walk a detached list, putting each conn
+     * back before looking at it, so that a conn closed meanwhile simply
+     * leaves the walk. */
+    jn_list_t batch;
+    jn_list_init(&batch);
+    if (!jn_list_empty(&net->conns)) {
+        batch.next = net->conns.next;
+        batch.prev = net->conns.prev;
+        batch.next->prev = &batch;
+        batch.prev->next = &batch;
+        jn_list_init(&net->conns);
+    }
+    while (!jn_list_empty(&batch)) {
+        jn_conn_t *c = jn_container_of(batch.next, jn_conn_t, link);
+        jn_list_remove(&c->link);
+        jn_list_insert_tail(&net->conns, &c->link);
+        switch (c->state) {
+        case CS_SHUTTING:
+        case CS_LINGER:
+            if (now - c->t_close >= cfg->linger_ms)
+                conn_finish(c, 0);
+            continue;
+        case CS_FLUSHING: {
+            uint64_t bound = cfg->write_stall_ms ? cfg->write_stall_ms : cfg->linger_ms;
+            if (now - c->t_write >= bound)
+                conn_finish(c, 0);
+            continue;
+        }
+        default:
+            break;
+        }
+        if (c->writing && cfg->write_stall_ms && now - c->t_write >= cfg->write_stall_ms) {
+            conn_finish(c, JN_EAGAIN); /* the peer stopped reading */
+            continue;
+        }
+        if (c->deadline && now >= c->deadline) {
+            c->deadline = 0;
+            if (c->h && c->h->on_timeout) {
+                c->in_cb++;
+                c->h->on_timeout(c);
+                c->in_cb--;
+                conn_after_cb(c);
+            } else {
+                conn_finish(c, JN_EAGAIN);
+            }
+            if (c->state != CS_OPEN)
+                continue;
+        }
+        if (!c->paused && cfg->shrink_ms && now - c->t_active >= cfg->shrink_ms)
+            conn_shrink(c);
+    }
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    jn_net_t *net = h->data;
+    jn_list_t batch;
+    jn_list_init(&batch);
+    /* Move the list so that work scheduled while it runs waits one turn. */
+    if (!jn_list_empty(&net->deferred)) {
+        batch.next = net->deferred.next;
+        batch.prev = net->deferred.prev;
+        batch.next->prev = &batch;
+        batch.prev->next = &batch;
+        jn_list_init(&net->deferred);
+    }
+    while (!jn_list_empty(&batch)) {
+        jn_conn_t *c = jn_container_of(batch.next, jn_conn_t, sched);
+        jn_list_remove(&c->sched);
+        if (c->want_deliver && c->state == CS_OPEN) {
+            c->in_read = true;
+            conn_process_input(c);
+            c->in_read = false;
+        }
+        conn_flush(c);
+        conn_update_read(c);
+    }
+    if (jn_list_empty(&net->deferred))
+        uv_idle_stop(&net->idle);
+}
+
+void jn_net_free(jn_net_t *net)
+{
+    if (!net || net->freeing)
+        return;
+    net->freeing = true;
+    jn_list_t *pos, *tmp;
+    jn_list_foreach_safe(pos, tmp, &net->listeners) jn_listener_close(jn_container_of(pos, jn_listener_t, link));
+    while (!jn_list_empty(&net->conns)) {
+        jn_conn_t *c = jn_container_of(net->conns.next, jn_conn_t, link);
+        /* Best effort: what is queued goes out if the socket takes it now. */
+        if (!c->writing)
+            conn_flush(c);
+        conn_finish(c, 0);
+    }
+    uv_timer_stop(&net->sweep);
+    uv_close((uv_handle_t *)&net->sweep, on_net_handle_closed);
+    uv_close((uv_handle_t *)&net->idle, on_net_handle_closed);
+}
