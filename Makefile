@@ -10,12 +10,18 @@ PKGS     := libuv jansson libssl libcrypto libcurl zlib
 CFLAGS   += -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -Wstrict-prototypes -Wmissing-prototypes -D_GNU_SOURCE -fno-strict-aliasing \
             -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+# wslay: Debian's libwslay-dev ships no pkg-config file (its name would be
+# libwslay), so fall back to plain -lwslay; pkg-config must not see an
+# unknown name in PKGS or it prints nothing at all.
+WSLAY_LIBS := $(shell pkg-config --libs libwslay 2>/dev/null || echo -lwslay)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(WSLAY_LIBS) -lpthread -lm
 
 LIB_SRC  := $(sort $(shell find src -name '*.c' ! -path 'src/cli/*'))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 GEN_SRC  := $(BUILD)/gen/assets.c
 ASSETS   := $(sort $(wildcard src/proto/rest/*.json))
+# The web console (web/): embedded under its relative path, e.g. "web/app.js".
+WEB      := $(sort $(shell find web -type f ! -name '.*' 2>/dev/null))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/assets.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -37,9 +43,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/gen/assets.c: $(ASSETS) scripts/embed.sh
+$(BUILD)/gen/assets.c: $(ASSETS) $(WEB) scripts/embed.sh
 	@mkdir -p $(dir $@)
-	sh scripts/embed.sh $(ASSETS) > $@
+	sh scripts/embed.sh $(ASSETS) $(foreach f,$(WEB),$(f)=$(f)) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/gen/assets.o: $(BUILD)/gen/assets.c
 	$(CC) $(CFLAGS) -c -o $@ $<

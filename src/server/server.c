@@ -17,6 +17,9 @@
 #include "../core/broker.h"
 #include "../http/server.h"
 #include "../proto/rest/rest.h"
+#include "../proto/ws/ws.h"
+#include "../proto/sse/sse.h"
+#include "../proto/console/console.h"
 
 /* How long shutdown waits for the broker's handles and thread-pool work
  * to finish after jn_broker_close before giving up on a clean loop close. */
@@ -29,6 +32,9 @@ typedef struct jn_server {
     jn_broker_t *broker;
     jn_httpd_t *httpd;
     jn_rest_t *rest;
+    jn_ws_t *ws;
+    jn_sse_t *sse;
+    jn_console_t *console;
     uv_signal_t sigint;
     uv_signal_t sigterm;
     int nsignals;           /* signal handles initialised */
@@ -129,6 +135,19 @@ static int start_http(jn_server_t *s, bool allow_anonymous)
     s->rest = jn_rest_new(s->httpd, s->broker, &rc_cfg);
     if (!s->rest)
         return JN_ENOMEM;
+    jn_ws_config_t ws_cfg;
+    jn_ws_config_default(&ws_cfg);
+    ws_cfg.allow_anonymous = allow_anonymous;
+    s->ws = jn_ws_new(s->httpd, s->broker, &ws_cfg);
+    if (!s->ws)
+        return JN_ENOMEM;
+    jn_sse_config_t sse_cfg = {.allow_anonymous = allow_anonymous};
+    s->sse = jn_sse_new(s->httpd, s->broker, &sse_cfg);
+    if (!s->sse)
+        return JN_ENOMEM;
+    s->console = jn_console_new(s->httpd);
+    if (!s->console)
+        return JN_ENOMEM;
 
     /* Routes before listeners: no request can arrive to an empty router. */
     int index = 0;
@@ -155,9 +174,16 @@ static void stop_front(jn_server_t *s)
 {
     jn_rest_free(s->rest);
     s->rest = NULL;
+    jn_ws_free(s->ws); /* before the server, which then closes its connections */
+    s->ws = NULL;
+    jn_sse_free(s->sse);
+    s->sse = NULL;
     if (s->httpd)
         jn_httpd_free(s->httpd);
     s->httpd = NULL;
+    /* After the server: its routes point at the console's files. */
+    jn_console_free(s->console);
+    s->console = NULL;
     if (s->nsignals > 0 && !uv_is_closing((uv_handle_t *)&s->sigint))
         uv_close((uv_handle_t *)&s->sigint, close_signal_cb);
     if (s->nsignals > 1 && !uv_is_closing((uv_handle_t *)&s->sigterm))

@@ -4,7 +4,8 @@
  *
  * The resources live in their own files: rest_streams.c (streams and
  * reads), rest_publish.c (publish), rest_feed.c (live NDJSON feeds),
- * rest_tables.c (tables and groups), rest_admin.c (users, tokens, ACLs).
+ * rest_tables.c (tables and groups), rest_admin.c (users, tokens, ACLs),
+ * rest_stats.c (per-door figures for the console).
  * The route table below is the one list of what the door serves: it is
  * registered on the server and reported by jn_rest_routes, which a test
  * compares with openapi.json.
@@ -34,6 +35,7 @@ typedef struct rest_route {
 
 static const rest_route_t rest_routes[] = {
     {"GET", "/v1/health", rest_health},
+    {"GET", "/v1/stats", jn__rest_stats},
     {"GET", "/metrics", rest_metrics},
     {"GET", "/v1/openapi.json", rest_openapi},
     {"GET", "/v1/streams", jn__rest_streams_list},

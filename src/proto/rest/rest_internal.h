@@ -150,6 +150,7 @@ JN_REST_HANDLER(jn__rest_token_delete);
 JN_REST_HANDLER(jn__rest_acls_list);
 JN_REST_HANDLER(jn__rest_acl_add);
 JN_REST_HANDLER(jn__rest_acl_remove);
+JN_REST_HANDLER(jn__rest_stats);
 
 /* Creates a stream: |config| (may be NULL) applied over the broker's
  * defaults, |compact| forced on when true. Answers nothing; returns 0 and
