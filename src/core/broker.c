@@ -1093,6 +1093,13 @@ static int meta_record(jn_broker_t *b, const jn_record_t *rec, void *arg)
             jn_warn("broker: meta record %s/%s: %s", kind, id, jn_strerror(rc));
             rc = 0;
         }
+    } else if (strcmp(kind, "ext") == 0) {
+        /* Door definitions (AMQP exchanges, bindings): kept for
+         * jn_broker_meta_each; the broker does not interpret them. */
+        if (v)
+            rc = json_object_set(b->ext_meta, id, v) ? JN_ENOMEM : 0;
+        else
+            json_object_del(b->ext_meta, id);
     } else {
         jn_debug("broker: meta record of unknown kind %s", kind);
     }
@@ -1158,6 +1165,11 @@ int jn_broker_open(uv_loop_t *loop, const jn_broker_config_t *cfg, const jn_cloc
     b->loop = loop;
     b->cfg = *cfg;
     b->clock = clock ? *clock : jn_clock_real;
+    b->ext_meta = json_object();
+    if (!b->ext_meta) {
+        free(b);
+        return JN_ENOMEM;
+    }
     jn_list_init(&b->dirty);
     jn_list_init(&b->subs);
     jn_list_init(&b->ready);
@@ -1238,6 +1250,9 @@ int jn_broker_open(uv_loop_t *loop, const jn_broker_config_t *cfg, const jn_cloc
     rc = jn__group_replay(b);
     if (rc < 0)
         goto fail;
+    rc = jn__queue_open(b);
+    if (rc < 0)
+        goto fail;
     json_decref(defs);
     defs = NULL;
 
@@ -1269,6 +1284,7 @@ void jn_broker_close(jn_broker_t *b)
 {
     if (!b)
         return;
+    jn__queue_close_all(b);
     jn__sub_close_all(b);
     jn_broker_flush(b);
     for (size_t i = 0; i < b->nstreams; i++)
@@ -1278,6 +1294,7 @@ void jn_broker_close(jn_broker_t *b)
     jn_plog_close(b->offsets);
     jn__group_free_all(b);
     jn_auth_free(b->auth);
+    json_decref(b->ext_meta);
     jn_metrics_free(b->metrics);
     jn_trie_free(b->trie);
     if (b->h) {
@@ -1308,3 +1325,39 @@ void jn_broker_close(jn_broker_t *b)
 jn_auth_t *jn_broker_auth(jn_broker_t *b) { return b->auth; }
 jn_metrics_t *jn_broker_metrics(jn_broker_t *b) { return b->metrics; }
 uv_loop_t *jn_broker_loop(jn_broker_t *b) { return b->loop; }
+
+/* ---- door definitions ---- */
+
+int jn_broker_meta_put(jn_broker_t *b, const char *key, json_t *value)
+{
+    char mkey[600];
+    int klen = snprintf(mkey, sizeof mkey, "ext/%s", key);
+    if (klen < 0 || (size_t)klen >= sizeof mkey)
+        return JN_ETOOBIG;
+    int rc;
+    if (!value) {
+        rc = jn__broker_log_write(b, b->meta, mkey, (size_t)klen, NULL, 0, true, true);
+        if (rc >= 0)
+            json_object_del(b->ext_meta, key);
+        return rc < 0 ? rc : 0;
+    }
+    char *txt = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!txt)
+        return JN_ENOMEM;
+    rc = jn__broker_log_write(b, b->meta, mkey, (size_t)klen, txt, strlen(txt), false, true);
+    free(txt);
+    if (rc < 0)
+        return rc;
+    return json_object_set(b->ext_meta, key, value) ? JN_ENOMEM : 0;
+}
+
+void jn_broker_meta_each(jn_broker_t *b, const char *prefix, jn_meta_cb cb, void *arg)
+{
+    size_t plen = strlen(prefix);
+    const char *key;
+    json_t *v;
+    json_object_foreach(b->ext_meta, key, v) {
+        if (strncmp(key, prefix, plen) == 0)
+            cb(key, v, arg);
+    }
+}

@@ -240,6 +240,14 @@ int jn_broker_group_delete(jn_broker_t *b, const char *group) JN_MUST_CHECK;
 int jn_broker_table_put(jn_broker_t *b, const char *table, const uint8_t *key, size_t klen,
                         const uint8_t *value, size_t vlen, const char *content_type,
                         jn_publish_result_t *out) JN_MUST_CHECK;
+/* Creates the internal table |name| (compacted, one partition) if it does
+ * not exist yet. Unlike user streams the name must start with "__" (the
+ * reserved prefix: doors keep their durable state there, e.g. the MQTT
+ * door's "__mqtt_sessions"); the rest follows the stream name rules. Once
+ * it exists, jn_broker_table_put/get/delete/scan work on it as on any
+ * table. JN_EINVAL (name, or an existing stream that is not a table),
+ * JN_EIO, JN_ENOMEM. */
+int jn_broker_table_open_internal(jn_broker_t *b, const char *name) JN_MUST_CHECK;
 /* JN_ENOENT when absent (or deleted). |value| gets the bytes; |ctype| (may
  * be NULL, 128 bytes) the content type or "". |res| (may be NULL) where it
  * is stored, |ts| (may be NULL) its timestamp. */
@@ -255,6 +263,20 @@ int jn_broker_table_scan(jn_broker_t *b, const char *table, const uint8_t *prefi
                          const uint8_t *after, size_t alen, size_t limit, jn_table_key_cb cb, void *arg);
 /* Number of live keys, or JN_ENOENT. */
 int64_t jn_broker_table_count(jn_broker_t *b, const char *table);
+
+/* ---- door definitions in the metadata log ----
+ * Doors keep their own durable definitions (AMQP exchanges and bindings)
+ * as JSON records "ext/<key>" of the metadata log: written and fsynced
+ * before jn_broker_meta_put returns, replayed at open, compacted like the
+ * rest. The broker stores them without interpreting them. */
+
+/* Stores |value| (borrowed; NULL deletes) under |key| (up to 590 bytes).
+ * 0, JN_ETOOBIG, JN_EIO, JN_ENOMEM. */
+int jn_broker_meta_put(jn_broker_t *b, const char *key, json_t *value) JN_MUST_CHECK;
+/* Calls |cb| for every stored definition whose key starts with |prefix|
+ * (|value| borrowed; |cb| must not call jn_broker_meta_put). */
+typedef void (*jn_meta_cb)(const char *key, json_t *value, void *arg);
+void jn_broker_meta_each(jn_broker_t *b, const char *prefix, jn_meta_cb cb, void *arg);
 
 /* ---- admin helpers ---- */
 /* Flushes all tails now (normally once per loop iteration). */

@@ -29,6 +29,7 @@
 #define JN_GROUP_METADATA_MAX 4096
 
 typedef struct jn_table_index jn_table_index_t;
+typedef struct jn_qreg jn_qreg_t; /* queue.c: the broker's queues */
 
 /* One partition of a stream. Heap-allocated on its own so that growing the
  * partition array never moves a node linked on the dirty list. */
@@ -139,6 +140,7 @@ struct jn_broker {
     jn_auth_t *auth;
     jn_metrics_t *metrics;
     bool replaying;     /* auth persist calls are ignored while replaying */
+    json_t *ext_meta;   /* "ext/<key>" door definitions: key -> JSON (jn_broker_meta_put) */
 
     jn_stream_t **streams; /* sorted by name */
     size_t nstreams, capstreams;
@@ -168,6 +170,7 @@ struct jn_broker {
     jn_header_t hdrs[JN_BATCH_MAX_HEADERS];
 
     jn_counter_t *m_dropped;   /* records lossy subscriptions skipped */
+    jn_qreg_t *queues;         /* queue registry (queue.c); NULL before open replayed it */
 
     jn_broker_handles_t *h;
 };
@@ -217,5 +220,15 @@ void jn__table_index_free(jn_table_index_t *t);
 void jn__table_index_batch(jn_stream_t *s, uint32_t p, const uint8_t *batch, size_t len, int64_t base);
 /* Builds |s|'s index from its partitions (compact streams only). */
 int jn__table_rebuild(jn_broker_t *b, jn_stream_t *s);
+
+/* queue.c */
+/* Replays queue definitions from the metadata log (after the streams are
+ * open): durable queues are reopened with their ack state, non-durable ones
+ * and orphaned "__q." streams are removed. Starts the queues' loop handles. */
+int jn__queue_open(jn_broker_t *b);
+/* Writes each queue's pending settlements and a checkpoint, closes the ack
+ * logs and frees every queue and consumer (no callbacks). Safe when
+ * jn__queue_open did not run. */
+void jn__queue_close_all(jn_broker_t *b);
 
 #endif

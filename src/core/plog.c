@@ -1689,6 +1689,16 @@ static void delete_oldest(jn_plog_t *log)
 
 static int64_t compact(jn_plog_t *log, int *rewritten);
 
+int jn_plog_delete_before(jn_plog_t *log, int64_t offset)
+{
+    int n = 0;
+    while (log->nsegs > 1 && log->segs[1]->base <= offset) {
+        delete_oldest(log);
+        n++;
+    }
+    return n;
+}
+
 int jn_plog_maintain(jn_plog_t *log)
 {
     int n = 0;

@@ -157,6 +157,12 @@ int64_t jn_plog_offset_for_time(jn_plog_t *log, int64_t ts);
  * from a timer. Returns the number of segments removed or rewritten. */
 int jn_plog_maintain(jn_plog_t *log);
 
+/* Deletes the sealed segments every offset of which is below |offset|
+ * (the next segment's base is <= |offset|); never the active segment. For
+ * logs consumed destructively (queues: everything below the head is
+ * settled). Returns the number of segments removed. */
+int jn_plog_delete_before(jn_plog_t *log, int64_t offset);
+
 /* Forces a compaction pass now (tests, admin). Returns the number of
  * records removed, or an error. */
 int64_t jn_plog_compact(jn_plog_t *log);

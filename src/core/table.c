@@ -308,6 +308,20 @@ int jn_broker_table_put(jn_broker_t *b, const char *table, const uint8_t *key, s
     return write_record(b, s, key, klen, value, vlen, false, content_type, out);
 }
 
+int jn_broker_table_open_internal(jn_broker_t *b, const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    if (!b || len < 3 || name[0] != '_' || name[1] != '_' || jn_stream_name_validate(name + 2, len - 2) < 0 ||
+        (len > 3 && name[2] == '_' && name[3] == '_'))
+        return JN_EINVAL;
+    jn_stream_t *s = jn_broker_stream_find(b, name, len);
+    if (s)
+        return s->table ? 0 : JN_EINVAL;
+    jn_plog_config_t cfg = b->cfg.stream_defaults;
+    cfg.compact = true;
+    return jn__broker_stream_create(b, name, 1, &cfg, &s);
+}
+
 int jn_broker_table_get(jn_broker_t *b, const char *table, const uint8_t *key, size_t klen, jn_buf_t *value,
                         char *ctype, size_t ctype_len, jn_publish_result_t *res, int64_t *ts)
 {
