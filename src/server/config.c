@@ -83,6 +83,40 @@ static const jn_option_t options[] = {
      OFF(maintenance_interval_ms), 10, INT32_MAX, NULL},
     {"map", JN_OPT_MAP, NULL, "'FILTER -> STREAM'",
      "subjects matching FILTER live in STREAM (repeatable; first match wins)", 0, 0, 0, NULL},
+    {"kafka.listen", JN_OPT_LISTEN, "127.0.0.1:9092", "HOST:PORT", "Kafka protocol listener; empty = none",
+     OFF(kafka_listen), 0, 0, NULL},
+    {"kafka.advertised_host", JN_OPT_STRING, "", "HOST", "host Kafka clients are told to connect to; empty = listen host",
+     OFF(kafka_advertised_host), 0, 0, NULL},
+    {"kafka.max_request_bytes", JN_OPT_SIZE, "100m", "SIZE", "largest Kafka request accepted",
+     OFF(kafka_max_request_bytes), 1 * KIB, GIB, NULL},
+    {"mqtt.listen", JN_OPT_LISTEN, "127.0.0.1:1883", "HOST:PORT", "MQTT listener; empty = none",
+     OFF(mqtt_listen), 0, 0, NULL},
+    {"mqtt.tls_listen", JN_OPT_LISTEN, "", "HOST:PORT", "MQTT over TLS listener (uses tls.cert/tls.key), e.g. 127.0.0.1:8883",
+     OFF(mqtt_tls_listen), 0, 0, NULL},
+    {"mqtt.max_packet_size", JN_OPT_SIZE, "1m", "SIZE", "largest MQTT packet accepted",
+     OFF(mqtt_max_packet_size), 64, 256 * MIB, NULL},
+    {"mqtt.max_inflight", JN_OPT_INT, "256", "N", "MQTT Receive Maximum: unacknowledged QoS 1/2 messages each way",
+     OFF(mqtt_max_inflight), 1, 65535, NULL},
+    {"mqtt.max_queued_bytes", JN_OPT_SIZE, "1m", "SIZE",
+     "output queued per MQTT connection before QoS 0 drops and QoS 1/2 cursors wait", OFF(mqtt_max_queued_bytes),
+     4 * KIB, GIB, NULL},
+    {"mqtt.session_expiry_max", JN_OPT_INT, "604800", "S", "longest MQTT session expiry (seconds)",
+     OFF(mqtt_session_expiry_max), 0, UINT32_MAX, NULL},
+    {"amqp.listen", JN_OPT_LISTEN, "127.0.0.1:5672", "HOST:PORT", "AMQP 0-9-1 listener; empty = none",
+     OFF(amqp_listen), 0, 0, NULL},
+    {"amqp.tls_listen", JN_OPT_LISTEN, "", "HOST:PORT",
+     "AMQP over TLS listener (uses tls.cert/tls.key), e.g. 127.0.0.1:5671", OFF(amqp_tls_listen), 0, 0, NULL},
+    {"mqtt.keepalive_max", JN_OPT_INT, "0", "S", "largest MQTT keep alive (seconds, MQTT 5); 0 = no cap",
+     OFF(mqtt_keepalive_max), 0, 65535, NULL},
+    {"webhooks.allow_hosts", JN_OPT_STRING, "", "LIST",
+     "CIDRs/hosts webhooks may deliver to despite the SSRF rules, e.g. 127.0.0.1/32", OFF(webhooks_allow_hosts), 0,
+     0, NULL},
+    {"webhooks.max_concurrency_total", JN_OPT_INT, "1024", "N", "webhook requests in flight over all endpoints",
+     OFF(webhooks_max_concurrency_total), 1, 65536, NULL},
+    {"webhooks.default_timeout_ms", JN_OPT_INT, "15000", "MS", "webhook attempt timeout when an endpoint sets none",
+     OFF(webhooks_default_timeout_ms), 100, 300000, NULL},
+    {"webhooks.retry_schedule", JN_OPT_STRING, "5s,5m,30m,2h,5h,10h,10h", "LIST",
+     "default delays between webhook attempts (ms, s, m, h)", OFF(webhooks_retry_schedule), 0, 0, NULL},
     {"admin.user", JN_OPT_STRING, "", "NAME", "ensure this admin user exists at start", OFF(admin_user), 0, 0,
      NULL},
     {"admin.password", JN_OPT_STRING, "", "PASSWORD", "password of admin.user", OFF(admin_password), 0, 0,
@@ -713,6 +747,14 @@ int jn_config_validate(const jn_config_t *c, char *err, size_t errlen)
         set_err(err, errlen, "https.listen needs tls.cert and tls.key");
         return JN_EINVAL;
     }
+    if (!empty(c->mqtt_tls_listen) && (empty(c->tls_cert) || empty(c->tls_key))) {
+        set_err(err, errlen, "mqtt.tls_listen needs tls.cert and tls.key");
+        return JN_EINVAL;
+    }
+    if (!empty(c->amqp_tls_listen) && (empty(c->tls_cert) || empty(c->tls_key))) {
+        set_err(err, errlen, "amqp.tls_listen needs tls.cert and tls.key");
+        return JN_EINVAL;
+    }
     if (empty(c->admin_user) != empty(c->admin_password)) {
         set_err(err, errlen, "admin.user and admin.password must be set together");
         return JN_EINVAL;
@@ -723,8 +765,8 @@ int jn_config_validate(const jn_config_t *c, char *err, size_t errlen)
 /* The first listener that binds beyond loopback, or NULL. */
 static const char *exposed_listener(const jn_config_t *c)
 {
-    const char *ls[2] = {c->http_listen, c->https_listen};
-    for (int i = 0; i < 2; i++) {
+    const char *ls[5] = {c->http_listen, c->https_listen, c->mqtt_listen, c->mqtt_tls_listen, c->kafka_listen};
+    for (int i = 0; i < 5; i++) {
         char host[INET6_ADDRSTRLEN];
         int port;
         if (empty(ls[i]))

@@ -70,6 +70,24 @@ typedef struct jn_config {
     jn_mapping_t *maps;   /* owned, in order of appearance */
     size_t nmaps;
 
+    char *kafka_listen;   /* "host:port"; "" = no Kafka listener */
+    char *kafka_advertised_host; /* "" = the listen host */
+    int64_t kafka_max_request_bytes;
+    char *mqtt_listen;    /* "host:port"; "" = no MQTT listener */
+    char *mqtt_tls_listen; /* "host:port"; "" = off */
+    int64_t mqtt_max_packet_size;
+    int64_t mqtt_max_inflight;
+    int64_t mqtt_max_queued_bytes;
+    int64_t mqtt_session_expiry_max;
+    int64_t mqtt_keepalive_max;
+    char *amqp_listen;     /* "host:port"; "" = no AMQP listener */
+    char *amqp_tls_listen; /* "host:port"; "" = off */
+
+    char *webhooks_allow_hosts;          /* CIDRs/hosts exempt from the webhook SSRF rules */
+    int64_t webhooks_max_concurrency_total;
+    int64_t webhooks_default_timeout_ms;
+    char *webhooks_retry_schedule;       /* "5s,5m,30m,..." */
+
     char *admin_user;     /* NULL or "" = none */
     char *admin_password;
 } jn_config_t;

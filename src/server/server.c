@@ -17,6 +17,9 @@
 #include "../core/broker.h"
 #include "../http/server.h"
 #include "../proto/rest/rest.h"
+#include "../proto/mqtt/mqtt.h"
+#include "../proto/amqp/amqp.h"
+#include "../net/conn.h"
 #include "../proto/ws/ws.h"
 #include "../proto/sse/sse.h"
 #include "../proto/console/console.h"
@@ -32,6 +35,9 @@ typedef struct jn_server {
     jn_broker_t *broker;
     jn_httpd_t *httpd;
     jn_rest_t *rest;
+    jn_net_t *net;          /* connections of the non-HTTP doors */
+    jn_mqtt_t *mqtt;
+    jn_amqp_t *amqp;
     jn_ws_t *ws;
     jn_sse_t *sse;
     jn_console_t *console;
@@ -163,6 +169,53 @@ static int start_http(jn_server_t *s, bool allow_anonymous)
     return 0;
 }
 
+static int start_mqtt(jn_server_t *s, bool allow_anonymous)
+{
+    const jn_config_t *c = s->cfg;
+    if (!(s->net = jn_net_new(&s->loop, NULL)))
+        return JN_ENOMEM;
+    jn_mqtt_config_t mc;
+    jn_mqtt_config_default(&mc);
+    mc.listen = c->mqtt_listen;
+    mc.tls_listen = c->mqtt_tls_listen;
+    mc.tls_cert = c->tls_cert;
+    mc.tls_key = c->tls_key;
+    mc.allow_anonymous = allow_anonymous;
+    mc.max_packet_size = (uint32_t)c->mqtt_max_packet_size;
+    mc.max_inflight = (uint16_t)c->mqtt_max_inflight;
+    mc.max_queued_bytes = (size_t)c->mqtt_max_queued_bytes;
+    mc.session_expiry_max = (uint32_t)c->mqtt_session_expiry_max;
+    mc.keepalive_max = (uint16_t)c->mqtt_keepalive_max;
+    mc.version = JN_VERSION;
+    s->mqtt = jn_mqtt_new(s->net, s->broker, &mc);
+    return s->mqtt ? 0 : JN_EIO;
+}
+
+/* The AMQP door on amqp.listen / amqp.tls_listen (docs/amqp.md). */
+static int start_amqp(jn_server_t *s, bool allow_anonymous)
+{
+    const jn_config_t *c = s->cfg;
+    jn_amqp_config_t ac;
+    jn_amqp_config_default(&ac);
+    ac.allow_anonymous = allow_anonymous;
+    if (!(s->amqp = jn_amqp_new(s->broker, &ac)))
+        return JN_ENOMEM;
+    const char *addrs[2] = {c->amqp_listen, c->amqp_tls_listen};
+    for (int i = 0, index = 0; i < 2; i++) {
+        char host[64];
+        int port, rc;
+        if (!addrs[i] || !*addrs[i])
+            continue;
+        if ((rc = jn_listen_parse(addrs[i], host, sizeof host, &port)) ||
+            (rc = jn_amqp_listen(s->amqp, host, port, i ? c->tls_cert : NULL, i ? c->tls_key : NULL))) {
+            jn_error("cannot listen on %s (AMQP%s): %s", addrs[i], i ? " TLS" : "", jn_strerror(rc));
+            return rc;
+        }
+        jn_info("listening on amqp%s://%s:%d", i ? "s" : "", host, jn_amqp_port(s->amqp, index++));
+    }
+    return 0;
+}
+
 static void close_signal_cb(uv_handle_t *h)
 {
     (void)h;
@@ -172,6 +225,13 @@ static void close_signal_cb(uv_handle_t *h)
  * handles are gone so that nothing touches it after it is closed. */
 static void stop_front(jn_server_t *s)
 {
+    jn_mqtt_free(s->mqtt);
+    s->mqtt = NULL;
+    jn_amqp_free(s->amqp);
+    s->amqp = NULL;
+    if (s->net)
+        jn_net_free(s->net);
+    s->net = NULL;
     jn_rest_free(s->rest);
     s->rest = NULL;
     jn_ws_free(s->ws); /* before the server, which then closes its connections */
@@ -295,6 +355,10 @@ int jn_server_run(const jn_config_t *cfg)
         goto fail;
     }
     if ((rc = start_http(&s, allow)))
+        goto fail;
+    if ((rc = start_mqtt(&s, allow)))
+        goto fail;
+    if ((rc = start_amqp(&s, allow)))
         goto fail;
     jn_log(allow && !jn_config_loopback_only(cfg) ? JN_LOG_WARN : JN_LOG_INFO, "anonymous access: %s",
            anonymous_text(cfg, allow));

@@ -32,12 +32,18 @@ class Server:
         self.extra = list(extra)
         self.proc = None
         self.url = f"http://127.0.0.1:{self.port}"
+        self.mqtt_port = free_port()
+        self.amqp_port = free_port()
+        self.kafka_port = free_port()
         self.log_path = os.path.join(data_dir, "..", f"server-{self.port}.log")
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
         args = [BIN, "serve", "--data_dir", self.data_dir,
-                "--http.listen", f"127.0.0.1:{self.port}", "--log_level", "warn"] + self.extra
+                "--http.listen", f"127.0.0.1:{self.port}", "--log_level", "warn",
+                "--mqtt.listen", f"127.0.0.1:{self.mqtt_port}",
+                "--amqp.listen", f"127.0.0.1:{self.amqp_port}",
+                "--kafka.listen", f"127.0.0.1:{self.kafka_port}"] + self.extra
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         if wait:
             self.wait_ready()

@@ -1,0 +1,269 @@
+/* mqtt_int.h - the MQTT door's internal state, shared by its files.
+ *
+ * Two levels of state:
+ *   jn_mqtt_session_t (session.c)  one network connection speaking MQTT:
+ *       decode state, keep alive, topic aliases, durability waiters.
+ *   mqtt_state_t (state.c)         one client id's MQTT session: its
+ *       subscriptions (broker cursors), the outbound in-flight window,
+ *       the inbound QoS 2 packet ids, the will. Lives on after the
+ *       connection when its expiry is > 0 (persistent), and is saved in
+ *       the internal table "__mqtt_sessions" so that it survives restarts.
+ * One file per packet direction handles the packets (handle_*.c).
+ */
+#ifndef JN_MQTT_INT_H
+#define JN_MQTT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../../common/list.h"
+#include "../../core/auth.h"
+#include "codec.h"
+#include "mqtt.h"
+
+#define MQTT_SESSIONS_TABLE "__mqtt_sessions"
+#define MQTT_RETAINED_TABLE "__mqtt_retained"
+#define MQTT_CLIENT_ID_MAX 256    /* bytes of a client id we accept */
+#define MQTT_CONNECT_TIMEOUT_MS 10000
+#define MQTT_SUBS_MAX 1024        /* subscriptions per session */
+#define MQTT_HDR_MAX 64           /* headers of one record (JN_BATCH_MAX_HEADERS) */
+
+/* Reserved record headers (docs/mqtt.md "Mapping to records"). */
+#define MQTT_H_CTYPE "content-type"
+#define MQTT_H_FORMAT "mqtt-payload-format"
+#define MQTT_H_RESPONSE "mqtt-response-topic"
+#define MQTT_H_CORREL "mqtt-correlation-data"
+#define MQTT_H_EXPIRY "mqtt-message-expiry"
+#define MQTT_H_RETAIN "mqtt-retain"
+
+typedef struct mqtt_state mqtt_state_t;
+typedef struct mqtt_share mqtt_share_t;
+
+/* One subscription of a session. */
+typedef struct mqtt_msub {
+    jn_list_t node;          /* in state->subs */
+    jn_list_t share_node;    /* in share->members */
+    mqtt_state_t *st;
+    mqtt_share_t *share;     /* shared subscription, or NULL */
+    jn_sub_t *sub;           /* the broker cursor (NULL for shared, or offline) */
+    char *filter;            /* without "$share/<group>/" */
+    char *full;              /* as subscribed (with "$share/...") */
+    uint32_t subno;          /* stable number: consumer group "mqtt/<id>/<n>" */
+    uint32_t sub_id;         /* subscription identifier, 0 = none */
+    uint8_t qos;
+    bool no_local, rap;
+    uint8_t rh;
+    bool blocked;            /* the cursor refused a record: resume on room */
+} mqtt_msub_t;
+
+/* A shared subscription: one cursor, many members (competing consumers). */
+struct mqtt_share {
+    jn_list_t node;          /* in door->shares */
+    jn_mqtt_t *m;
+    char *key;               /* "<group>/<filter>" */
+    char *filter;
+    char *group;             /* consumer group of its positions */
+    jn_sub_t *sub;
+    jn_list_t members;       /* mqtt_msub_t.share_node */
+    size_t nmembers;
+    jn_list_t *next;         /* round-robin position in members */
+    bool blocked;
+    bool dirty;              /* positions to save */
+    bool reopen;             /* a member left with unacked records */
+};
+
+/* One outbound QoS>0 message in flight, slot[pid % cap]. */
+typedef struct mqtt_slot {
+    uint16_t pid;            /* 0 = free */
+    uint8_t qos;
+    uint8_t state;           /* 0 waiting PUBACK/PUBREC, 1 waiting PUBCOMP */
+    bool stale;              /* from before a reconnect: resend with DUP */
+    mqtt_msub_t *msub;       /* NULL for retained or shared */
+    mqtt_share_t *share;
+    jn_stream_t *stream;     /* NULL: not from a cursor (retained) */
+    uint32_t partition;
+    int64_t offset;
+} mqtt_slot_t;
+
+/* The will, copied out of the CONNECT. */
+typedef struct mqtt_will {
+    char *topic;
+    uint8_t *payload;
+    size_t payload_len;
+    uint8_t qos;
+    bool retain;
+    uint32_t delay;          /* seconds */
+    jn_buf_t headers;        /* serialized headers (see will_headers) */
+} mqtt_will_t;
+
+struct mqtt_state {
+    jn_list_t node;          /* in door->states */
+    mqtt_state_t *hnext;     /* hash chain */
+    jn_mqtt_t *m;
+    char *client_id;
+    jn_mqtt_session_t *sess; /* the connection, or NULL while offline */
+    uint8_t version;
+    uint32_t expiry;         /* seconds; 0 = ends with the connection */
+    int64_t offline_since;   /* ms, when offline */
+    jn_list_t subs;          /* mqtt_msub_t */
+    size_t nsubs;
+    uint32_t next_subno;
+    /* outbound window */
+    mqtt_slot_t *slots;
+    uint16_t cap;            /* slots allocated */
+    uint16_t window;         /* client's Receive Maximum (capped) */
+    uint16_t inflight;
+    uint16_t next_pid;
+    uint16_t nstale;         /* slots from before a reconnect */
+    /* inbound QoS 2 packet ids received and not yet released */
+    uint16_t *q2;
+    uint16_t nq2, capq2;
+    mqtt_will_t *will;
+    int64_t will_at;         /* ms; 0 = no delayed will pending */
+    bool dirty;              /* positions to save */
+    bool saved;              /* present in the sessions table */
+};
+
+/* A retained message, in memory (and in MQTT_RETAINED_TABLE unless $SYS). */
+typedef struct mqtt_retained {
+    struct mqtt_retained *next;
+    char *topic;
+    uint8_t qos;
+    bool sys;                /* $SYS: not persisted */
+    size_t len;              /* of blob */
+    uint8_t blob[];          /* serialized: see retained.c */
+} mqtt_retained_t;
+
+/* A QoS 1/2 publish waiting for durability before its PUBACK/PUBREC. */
+typedef struct mqtt_waiter {
+    jn_durable_waiter_t w;   /* first: the callback casts back */
+    jn_list_t node;          /* in session->waiters */
+    jn_mqtt_session_t *sess;
+    uint16_t pid;
+    uint8_t qos;
+} mqtt_waiter_t;
+
+enum mqtt_phase { PH_CONNECT = 0, PH_ACTIVE, PH_CLOSING };
+
+struct jn_mqtt_session {
+    jn_list_t node;          /* in door->sessions */
+    jn_mqtt_t *m;
+    const jn_mqtt_transport_t *t;
+    void *tctx;
+    mqtt_state_t *st;        /* after CONNECT */
+    enum mqtt_phase phase;
+    uint8_t version;         /* 0 until CONNECT */
+    bool loopback;
+    bool graceful;           /* DISCONNECT 0x00 received: no will */
+    bool will_anyway;        /* DISCONNECT 0x04 */
+    uint16_t keep_alive;     /* seconds in effect */
+    uint32_t max_out;        /* client's Maximum Packet Size, 0 = none */
+    uint16_t recv_max_in;    /* our Receive Maximum */
+    uint16_t in_unacked;     /* inbound QoS>0 not yet acknowledged */
+    jn_principal_t principal;
+    char **aliases;          /* inbound topic aliases 1..topic_alias_max */
+    jn_list_t waiters;       /* mqtt_waiter_t */
+};
+
+typedef struct mqtt_sys_stats {
+    jn_counter_t *c_in, *c_out;
+    jn_gauge_t *g_conns;
+} mqtt_sys_stats_t;
+
+struct jn_mqtt {
+    jn_broker_t *b;
+    jn_net_t *net;
+    jn_mqtt_config_t cfg;
+    char *cfg_strings[5];    /* owned copies of the config's strings */
+    jn_listener_t *lst, *tls;
+    jn_list_t sessions;      /* jn_mqtt_session_t, connected or not */
+    jn_list_t states;        /* mqtt_state_t */
+    mqtt_state_t **htab;     /* client id -> state */
+    size_t hcap, nstates;
+    jn_list_t shares;
+    mqtt_retained_t **rtab;  /* topic -> retained */
+    size_t rcap, nretained;
+    size_t connected;
+    uint64_t received, sent, dropped;
+    int64_t started_ms;
+    uv_timer_t timer;        /* 1 s: commits, expiry, wills */
+    bool timer_on;
+    int64_t next_sys_ms;
+    mqtt_sys_stats_t stats;
+    /* the state publishing right now (No Local for live deliveries) */
+    mqtt_state_t *publishing;
+    jn_buf_t scratch;        /* table values, retained blobs */
+    bool freeing;
+    uint64_t idseq;          /* assigned client ids */
+};
+
+/* ---- door (mqtt.c) ---- */
+int64_t jn__mqtt_now(const jn_mqtt_t *m);
+
+/* ---- state (state.c) ---- */
+mqtt_state_t *jn__mqtt_state_find(jn_mqtt_t *m, const char *id, size_t len);
+mqtt_state_t *jn__mqtt_state_new(jn_mqtt_t *m, const char *id, size_t len);
+/* Ends the session: closes cursors, forgets positions and the saved copy. */
+void jn__mqtt_state_end(mqtt_state_t *st);
+/* The connection went away: commit positions, close cursors. */
+void jn__mqtt_state_offline(mqtt_state_t *st);
+/* A connection took the state: reopen cursors from saved positions. */
+int jn__mqtt_state_online(mqtt_state_t *st);
+int jn__mqtt_state_save(mqtt_state_t *st);
+void jn__mqtt_state_commit(mqtt_state_t *st);
+int jn__mqtt_states_load(jn_mqtt_t *m);
+void jn__mqtt_group_name(char *out, size_t cap, const char *prefix, const char *a, const char *b, uint32_t n);
+mqtt_msub_t *jn__mqtt_msub_find(mqtt_state_t *st, const char *full, size_t len);
+int jn__mqtt_msub_open(mqtt_msub_t *ms, bool resume);
+void jn__mqtt_msub_free(mqtt_msub_t *ms, bool forget);
+void jn__mqtt_state_resume(mqtt_state_t *st);
+int jn__mqtt_slots_ensure(mqtt_state_t *st);
+void jn__mqtt_will_free(mqtt_will_t *w);
+void jn__mqtt_will_publish(jn_mqtt_t *m, mqtt_will_t *w);
+
+/* ---- delivery (deliver.c) ---- */
+int jn__mqtt_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg);
+int jn__mqtt_share_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg);
+/* Encodes and queues one PUBLISH of |rec| on |subject| to |s|. |pid| 0
+ * for QoS 0. Returns 0, JN_EAGAIN (no room), JN_ETOOBIG (never fits:
+ * skip). */
+int jn__mqtt_send_record(jn_mqtt_session_t *s, const char *subject, size_t slen, const jn_record_t *rec,
+                         uint8_t qos, uint16_t pid, bool retain, bool dup, uint32_t sub_id);
+bool jn__mqtt_has_room(jn_mqtt_session_t *s);
+mqtt_slot_t *jn__mqtt_slot_take(mqtt_state_t *st);
+void jn__mqtt_slot_release(mqtt_state_t *st, mqtt_slot_t *sl);
+mqtt_share_t *jn__mqtt_share_get(jn_mqtt_t *m, const char *group, size_t glen, const char *filter);
+void jn__mqtt_share_leave(mqtt_msub_t *ms);
+void jn__mqtt_shares_tick(jn_mqtt_t *m);
+
+/* ---- retained (retained.c) ---- */
+int jn__mqtt_retained_set(jn_mqtt_t *m, const char *topic, size_t tlen, const jn_record_t *rec, uint8_t qos,
+                          bool persist);
+void jn__mqtt_retained_send(jn_mqtt_session_t *s, mqtt_msub_t *ms);
+int jn__mqtt_retained_load(jn_mqtt_t *m);
+void jn__mqtt_retained_free_all(jn_mqtt_t *m);
+void jn__mqtt_sys_update(jn_mqtt_t *m);
+
+/* ---- session (session.c) ---- */
+void jn__mqtt_send_disconnect(jn_mqtt_session_t *s, uint8_t reason);
+/* Protocol error: DISCONNECT |reason| in 5.0, then close. */
+void jn__mqtt_fail(jn_mqtt_session_t *s, uint8_t reason);
+void jn__mqtt_close(jn_mqtt_session_t *s);
+int jn__mqtt_out_begin(jn_mqtt_session_t *s, jn_buf_t **b);
+void jn__mqtt_out_end(jn_mqtt_session_t *s);
+void jn__mqtt_send_ack(jn_mqtt_session_t *s, uint8_t type, uint16_t pid, uint8_t reason);
+
+/* ---- packet handlers (handle_*.c) ---- */
+void jn__mqtt_handle_connect(jn_mqtt_session_t *s, const jn_mqtt_connect_t *c);
+void jn__mqtt_handle_publish(jn_mqtt_session_t *s, const jn_mqtt_packet_t *p);
+void jn__mqtt_handle_subscribe(jn_mqtt_session_t *s, const jn_mqtt_subscribe_t *p);
+void jn__mqtt_handle_unsubscribe(jn_mqtt_session_t *s, const jn_mqtt_subscribe_t *p);
+void jn__mqtt_handle_ack(jn_mqtt_session_t *s, uint8_t type, const jn_mqtt_ack_t *a);
+/* Publishes a record from MQTT fields (PUBLISH and wills). */
+int jn__mqtt_publish_record(jn_mqtt_t *m, mqtt_state_t *from, const char *topic, size_t tlen,
+                            const uint8_t *payload, size_t plen, uint8_t qos, bool retain,
+                            const jn_header_t *hdrs, size_t nh, jn_publish_result_t *res);
+
+#endif

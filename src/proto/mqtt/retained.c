@@ -1,0 +1,328 @@
+/* retained.c - retained messages and the $SYS statistics topics.
+ *
+ * Retained messages live in memory (a hash map topic -> entry, matched
+ * against a new subscription's filter by a scan) and in the internal
+ * table "__mqtt_retained" (key: topic; value: the blob below), which is
+ * loaded at start. An empty payload clears the topic. $SYS entries are
+ * kept in memory only and refreshed every sys_interval_ms.
+ *
+ * Blob: [u8 qos][u16 header count] then per header [u16 name length]
+ * [name][u32 value length][value], then [i64 timestamp ms], then the
+ * payload (the rest).
+ */
+#include "mqtt_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/hash.h"
+#include "../../common/log.h"
+#include "../../core/filter.h"
+
+static size_t rbucket(const jn_mqtt_t *m, const char *t, size_t len)
+{
+    return (size_t)(jn_fnv1a(t, len) & (m->rcap - 1));
+}
+
+static mqtt_retained_t **rfind(jn_mqtt_t *m, const char *t, size_t len)
+{
+    if (!m->rcap)
+        return NULL;
+    mqtt_retained_t **pp = &m->rtab[rbucket(m, t, len)];
+    while (*pp && !(strlen((*pp)->topic) == len && memcmp((*pp)->topic, t, len) == 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static int rgrow(jn_mqtt_t *m)
+{
+    size_t ncap = m->rcap ? m->rcap * 2 : 64;
+    mqtt_retained_t **nt = calloc(ncap, sizeof *nt);
+    if (!nt)
+        return JN_ENOMEM;
+    for (size_t i = 0; i < m->rcap; i++) {
+        mqtt_retained_t *r = m->rtab[i];
+        while (r) {
+            mqtt_retained_t *nx = r->next;
+            size_t k = (size_t)(jn_fnv1a(r->topic, strlen(r->topic)) & (ncap - 1));
+            r->next = nt[k];
+            nt[k] = r;
+            r = nx;
+        }
+    }
+    free(m->rtab);
+    m->rtab = nt;
+    m->rcap = ncap;
+    return 0;
+}
+
+static int blob_build(jn_buf_t *b, const jn_record_t *rec, uint8_t qos)
+{
+    jn_buf_reset(b);
+    uint16_t nh = 0;
+    for (uint32_t i = 0; i < rec->header_count; i++)
+        if (rec->headers[i].value_len >= 0 && rec->headers[i].key_len <= 65535 && nh < MQTT_HDR_MAX)
+            nh++;
+    int rc = jn_buf_put_u8(b, qos);
+    if (rc == 0)
+        rc = jn_buf_put_be16(b, nh);
+    uint16_t k = 0;
+    for (uint32_t i = 0; rc == 0 && i < rec->header_count && k < nh; i++) {
+        const jn_header_t *h = &rec->headers[i];
+        if (h->value_len < 0 || h->key_len > 65535)
+            continue;
+        k++;
+        rc = jn_buf_put_be16(b, (uint16_t)h->key_len);
+        if (rc == 0)
+            rc = jn_buf_append(b, h->key, h->key_len);
+        if (rc == 0)
+            rc = jn_buf_put_be32(b, (uint32_t)h->value_len);
+        if (rc == 0)
+            rc = jn_buf_append(b, h->value, (size_t)h->value_len);
+    }
+    if (rc == 0)
+        rc = jn_buf_put_be64(b, (uint64_t)rec->timestamp);
+    if (rc == 0 && rec->value_len > 0)
+        rc = jn_buf_append(b, rec->value, (size_t)rec->value_len);
+    return rc;
+}
+
+/* Parses a blob into |rec| with headers in |h|. JN_EPROTO when malformed. */
+static int blob_parse(const uint8_t *p, size_t len, jn_record_t *rec, jn_header_t *h, uint8_t *qos)
+{
+    if (len < 11)
+        return JN_EPROTO;
+    *qos = p[0];
+    uint16_t nh = jn_load_be16(p + 1);
+    size_t off = 3;
+    if (nh > MQTT_HDR_MAX)
+        return JN_EPROTO;
+    for (uint16_t i = 0; i < nh; i++) {
+        if (off + 2 > len)
+            return JN_EPROTO;
+        uint16_t kl = jn_load_be16(p + off);
+        if (off + 2 + kl + 4 > len)
+            return JN_EPROTO;
+        uint32_t vl = jn_load_be32(p + off + 2 + kl);
+        if (vl > len || off + 6 + kl + vl > len)
+            return JN_EPROTO;
+        h[i].key = p + off + 2;
+        h[i].key_len = kl;
+        h[i].value = p + off + 6 + kl;
+        h[i].value_len = (int32_t)vl;
+        off += 6 + kl + vl;
+    }
+    if (off + 8 > len)
+        return JN_EPROTO;
+    memset(rec, 0, sizeof *rec);
+    rec->timestamp = (int64_t)jn_load_be64(p + off);
+    off += 8;
+    rec->key_len = -1;
+    rec->value = p + off;
+    rec->value_len = (int32_t)(len - off);
+    rec->headers = h;
+    rec->header_count = nh;
+    return 0;
+}
+
+static int store_blob(jn_mqtt_t *m, const char *topic, size_t tlen, const uint8_t *blob, size_t blen, bool sys)
+{
+    if (m->rcap == 0 || (m->nretained + 1) * 2 > m->rcap) {
+        if (rgrow(m) < 0)
+            return JN_ENOMEM;
+    }
+    mqtt_retained_t **pp = rfind(m, topic, tlen);
+    mqtt_retained_t *r = malloc(sizeof *r + blen);
+    if (!r || !(r->topic = strndup(topic, tlen))) {
+        free(r);
+        return JN_ENOMEM;
+    }
+    r->qos = blob[0];
+    r->sys = sys;
+    r->len = blen;
+    memcpy(r->blob, blob, blen);
+    if (*pp) {
+        mqtt_retained_t *old = *pp;
+        r->next = old->next;
+        free(old->topic);
+        free(old);
+        *pp = r;
+    } else {
+        r->next = NULL;
+        *pp = r;
+        m->nretained++;
+    }
+    return 0;
+}
+
+int jn__mqtt_retained_set(jn_mqtt_t *m, const char *topic, size_t tlen, const jn_record_t *rec, uint8_t qos,
+                          bool persist)
+{
+    bool sys = tlen > 0 && topic[0] == '$';
+    if (rec->value_len <= 0) {
+        mqtt_retained_t **pp = rfind(m, topic, tlen);
+        if (pp && *pp) {
+            mqtt_retained_t *old = *pp;
+            *pp = old->next;
+            free(old->topic);
+            free(old);
+            m->nretained--;
+        }
+        if (persist && !sys)
+            if (jn_broker_table_delete(m->b, MQTT_RETAINED_TABLE, (const uint8_t *)topic, tlen, NULL) < 0)
+                jn_debug("mqtt: no retained message to clear");
+        return 0;
+    }
+    int rc = blob_build(&m->scratch, rec, qos);
+    if (rc < 0)
+        return rc;
+    if (persist && !sys) {
+        rc = jn_broker_table_put(m->b, MQTT_RETAINED_TABLE, (const uint8_t *)topic, tlen, m->scratch.data,
+                                 m->scratch.len, NULL, NULL);
+        if (rc < 0) {
+            jn_warn("mqtt: cannot save the retained message of '%.*s': %s", (int)tlen, topic, jn_strerror(rc));
+            return rc;
+        }
+    }
+    return store_blob(m, topic, tlen, m->scratch.data, m->scratch.len, sys);
+}
+
+static void send_one(jn_mqtt_session_t *s, mqtt_msub_t *ms, const mqtt_retained_t *r)
+{
+    jn_record_t rec;
+    jn_header_t h[MQTT_HDR_MAX];
+    uint8_t qos;
+    if (blob_parse(r->blob, r->len, &rec, h, &qos) < 0)
+        return;
+    for (uint32_t i = 0; i < rec.header_count; i++) {
+        if (h[i].key_len == sizeof MQTT_H_EXPIRY - 1 && memcmp(h[i].key, MQTT_H_EXPIRY, h[i].key_len) == 0) {
+            char tmp[24];
+            size_t n = h[i].value_len > 0 && h[i].value_len < 23 ? (size_t)h[i].value_len : 0;
+            memcpy(tmp, h[i].value, n);
+            tmp[n] = '\0';
+            if (n && strtoll(tmp, NULL, 10) <= jn__mqtt_now(s->m))
+                return; /* expired */
+        }
+    }
+    if (qos > ms->qos)
+        qos = ms->qos;
+    mqtt_slot_t *sl = qos ? jn__mqtt_slot_take(s->st) : NULL;
+    if (!sl)
+        qos = 0; /* window full: sent at QoS 0 rather than held */
+    else
+        sl->qos = qos;
+    int rc = jn__mqtt_send_record(s, r->topic, strlen(r->topic), &rec, qos, sl ? sl->pid : 0, true, false,
+                                  ms->sub_id);
+    if (rc < 0 && sl)
+        jn__mqtt_slot_release(s->st, sl);
+}
+
+void jn__mqtt_retained_send(jn_mqtt_session_t *s, mqtt_msub_t *ms)
+{
+    jn_mqtt_t *m = s->m;
+    size_t flen = strlen(ms->filter);
+    for (size_t i = 0; i < m->rcap; i++)
+        for (mqtt_retained_t *r = m->rtab[i]; r; r = r->next)
+            if (jn_filter_match(ms->filter, flen, r->topic, strlen(r->topic)))
+                send_one(s, ms, r);
+}
+
+static int load_key(const uint8_t *key, size_t klen, void *arg)
+{
+    jn_buf_t *keys = arg;
+    if (jn_buf_put_be16(keys, (uint16_t)klen) < 0 || jn_buf_append(keys, key, klen) < 0)
+        return JN_ENOMEM;
+    return 0;
+}
+
+int jn__mqtt_retained_load(jn_mqtt_t *m)
+{
+    jn_buf_t keys, val;
+    jn_buf_init(&keys, 1u << 30);
+    jn_buf_init(&val, 1u << 30);
+    int rc = jn_broker_table_scan(m->b, MQTT_RETAINED_TABLE, NULL, 0, NULL, 0, SIZE_MAX, load_key, &keys);
+    if (rc == JN_ENOENT)
+        rc = 0;
+    for (size_t off = 0; rc >= 0 && off + 2 <= keys.len;) {
+        size_t kl = jn_load_be16(keys.data + off);
+        const char *k = (const char *)keys.data + off + 2;
+        off += 2 + kl;
+        jn_buf_reset(&val);
+        if (jn_broker_table_get(m->b, MQTT_RETAINED_TABLE, (const uint8_t *)k, kl, &val, NULL, 0, NULL, NULL) < 0)
+            continue;
+        jn_record_t rec;
+        jn_header_t h[MQTT_HDR_MAX];
+        uint8_t q;
+        if (blob_parse(val.data, val.len, &rec, h, &q) == 0)
+            (void)store_blob(m, k, kl, val.data, val.len, false);
+    }
+    jn_buf_free(&keys);
+    jn_buf_free(&val);
+    return rc < 0 ? rc : 0;
+}
+
+void jn__mqtt_retained_free_all(jn_mqtt_t *m)
+{
+    for (size_t i = 0; i < m->rcap; i++) {
+        mqtt_retained_t *r = m->rtab[i];
+        while (r) {
+            mqtt_retained_t *nx = r->next;
+            free(r->topic);
+            free(r);
+            r = nx;
+        }
+    }
+    free(m->rtab);
+    m->rtab = NULL;
+    m->rcap = m->nretained = 0;
+}
+
+/* Sets one $SYS topic and sends it to the live subscribers of $ filters. */
+static void sys_set(jn_mqtt_t *m, const char *topic, const char *value)
+{
+    jn_record_t rec;
+    memset(&rec, 0, sizeof rec);
+    rec.key_len = -1;
+    rec.value = (const uint8_t *)value;
+    rec.value_len = (int32_t)strlen(value);
+    rec.timestamp = jn__mqtt_now(m);
+    if (jn__mqtt_retained_set(m, topic, strlen(topic), &rec, 0, false) < 0)
+        return;
+    size_t tlen = strlen(topic);
+    jn_list_t *n;
+    jn_list_foreach(n, &m->states) {
+        mqtt_state_t *st = jn_container_of(n, mqtt_state_t, node);
+        if (!st->sess || st->sess->phase != PH_ACTIVE)
+            continue;
+        jn_list_t *k;
+        jn_list_foreach(k, &st->subs) {
+            mqtt_msub_t *ms = jn_container_of(k, mqtt_msub_t, node);
+            if (ms->filter[0] == '$' && !ms->share && jn_filter_match(ms->filter, strlen(ms->filter), topic, tlen) &&
+                jn__mqtt_has_room(st->sess))
+                (void)jn__mqtt_send_record(st->sess, topic, tlen, &rec, 0, 0, false, false, ms->sub_id);
+        }
+    }
+}
+
+void jn__mqtt_sys_update(jn_mqtt_t *m)
+{
+    char v[64];
+    snprintf(v, sizeof v, "%zu", m->connected);
+    sys_set(m, "$SYS/broker/clients/connected", v);
+    snprintf(v, sizeof v, "%zu", m->nstates);
+    sys_set(m, "$SYS/broker/clients/total", v);
+    snprintf(v, sizeof v, "%" PRIu64, m->received);
+    sys_set(m, "$SYS/broker/messages/received", v);
+    snprintf(v, sizeof v, "%" PRIu64, m->sent);
+    sys_set(m, "$SYS/broker/messages/sent", v);
+    snprintf(v, sizeof v, "%" PRIu64, m->dropped);
+    sys_set(m, "$SYS/broker/messages/dropped", v);
+    snprintf(v, sizeof v, "%zu", m->nretained);
+    sys_set(m, "$SYS/broker/retained messages/count", v);
+    snprintf(v, sizeof v, "%" PRId64 " seconds", (jn__mqtt_now(m) - m->started_ms) / 1000);
+    sys_set(m, "$SYS/broker/uptime", v);
+    snprintf(v, sizeof v, "junction %s", m->cfg.version ? m->cfg.version : "");
+    sys_set(m, "$SYS/broker/version", v);
+}

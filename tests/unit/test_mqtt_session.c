@@ -1,0 +1,372 @@
+/* test_mqtt_session.c - the MQTT session state machine, driven with encoded
+ * packets through a fake transport (no sockets) on a real broker in a
+ * temporary directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "core/broker.h"
+#include "proto/mqtt/codec.h"
+#include "proto/mqtt/mqtt.h"
+
+typedef struct fake {
+    jn_buf_t out;
+    bool closed;
+    uint64_t timeout;
+    jn_mqtt_session_t *s;
+} fake_t;
+
+static jn_buf_t *f_outbuf(void *c) { return ((fake_t *)c)->closed ? NULL : &((fake_t *)c)->out; }
+static void f_commit(void *c) { (void)c; }
+static bool f_above(void *c) { (void)c; return false; }
+static void f_close(void *c) { ((fake_t *)c)->closed = true; }
+static void f_abort(void *c)
+{
+    fake_t *f = c;
+    f->closed = true;
+    if (f->s)
+        jn_mqtt_session_closed(f->s, 0);
+    f->s = NULL;
+}
+static void f_timeout(void *c, uint64_t ms) { ((fake_t *)c)->timeout = ms; }
+
+static const jn_mqtt_transport_t ft = {f_outbuf, f_commit, f_above, f_close, f_abort, f_timeout};
+
+typedef struct env {
+    char dir[64];
+    uv_loop_t loop;
+    jn_broker_t *b;
+    jn_mqtt_t *m;
+} env_t;
+
+static int setup(void **state)
+{
+    env_t *e = calloc(1, sizeof *e);
+    snprintf(e->dir, sizeof e->dir, "/tmp/jn-mqtt-XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    assert_int_equal(uv_loop_init(&e->loop), 0);
+    jn_broker_config_t bc;
+    jn_broker_config_default(&bc);
+    bc.data_dir = e->dir;
+    assert_int_equal(jn_broker_open(&e->loop, &bc, NULL, &e->b), 0);
+    jn_mqtt_config_t mc;
+    jn_mqtt_config_default(&mc);
+    mc.allow_anonymous = true;
+    mc.version = "test";
+    e->m = jn_mqtt_new(NULL, e->b, &mc);
+    assert_non_null(e->m);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_free(e->m);
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    jn_broker_close(e->b);
+    for (int i = 0; i < 100 && uv_loop_alive(&e->loop); i++)
+        uv_run(&e->loop, UV_RUN_NOWAIT);
+    (void)uv_loop_close(&e->loop);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
+    assert_int_equal(system(cmd), 0);
+    free(e);
+    return 0;
+}
+
+static fake_t *fake_new(env_t *e)
+{
+    fake_t *f = calloc(1, sizeof *f);
+    jn_buf_init(&f->out, 1u << 24);
+    f->s = jn_mqtt_session_new(e->m, &ft, f, true);
+    assert_non_null(f->s);
+    return f;
+}
+
+static void fake_free(fake_t *f)
+{
+    if (f->s)
+        jn_mqtt_session_closed(f->s, 0);
+    jn_buf_free(&f->out);
+    free(f);
+}
+
+static void feed(fake_t *f, const jn_buf_t *in)
+{
+    size_t n = jn_mqtt_session_input(f->s, in->data, in->len);
+    assert_int_equal(n, in->len);
+}
+
+/* Pops the next packet the server wrote; returns its type (0: none). */
+static int next_packet(fake_t *f, uint8_t version, jn_mqtt_packet_t *p)
+{
+    if (f->out.len == 0)
+        return 0;
+    int n = jn_mqtt_decode(f->out.data, f->out.len, 0, 0, p);
+    if (p->type != JN_MQTT_CONNECT)
+        n = jn_mqtt_decode(f->out.data, f->out.len, version, 0, p);
+    assert_true(n > 0);
+    /* Views stay valid until the next pop: keep a copy of the bytes. */
+    static uint8_t keep[1 << 16];
+    assert_true((size_t)n <= sizeof keep);
+    memcpy(keep, f->out.data, (size_t)n);
+    jn_buf_consume(&f->out, (size_t)n);
+    int rc = jn_mqtt_decode(keep, (size_t)n, version, 0, p);
+    assert_int_equal(rc, n);
+    return p->type;
+}
+
+static void do_connect(fake_t *f, uint8_t v, const char *id, bool clean, uint32_t expiry, uint16_t ka,
+                       const char *will_topic)
+{
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 20);
+    jn_mqtt_connect_t c;
+    memset(&c, 0, sizeof c);
+    c.version = v;
+    c.clean_start = clean;
+    c.keep_alive = ka;
+    c.client_id.data = (const uint8_t *)id;
+    c.client_id.len = (uint32_t)strlen(id);
+    if (v == JN_MQTT_V5 && expiry) {
+        c.props.present = JN_MQTT_PBIT(JN_MQTT_PROP_SESSION_EXPIRY);
+        c.props.session_expiry = expiry;
+    }
+    if (will_topic) {
+        c.will = true;
+        c.will_qos = 1;
+        c.will_topic.data = (const uint8_t *)will_topic;
+        c.will_topic.len = (uint32_t)strlen(will_topic);
+        c.will_payload.data = (const uint8_t *)"bye";
+        c.will_payload.len = 3;
+    }
+    assert_true(jn_mqtt_encode_connect(&b, v, &c) > 0);
+    feed(f, &b);
+    jn_buf_free(&b);
+}
+
+static void send_publish(fake_t *f, uint8_t v, const char *topic, const char *payload, uint8_t qos,
+                         uint16_t pid, bool retain, bool dup)
+{
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 20);
+    jn_mqtt_publish_t p;
+    memset(&p, 0, sizeof p);
+    p.qos = qos;
+    p.packet_id = pid;
+    p.retain = retain;
+    p.dup = dup;
+    p.topic.data = (const uint8_t *)topic;
+    p.topic.len = (uint32_t)strlen(topic);
+    p.payload.data = (const uint8_t *)payload;
+    p.payload.len = (uint32_t)strlen(payload);
+    assert_true(jn_mqtt_encode_publish(&b, v, &p) > 0);
+    feed(f, &b);
+    jn_buf_free(&b);
+}
+
+static void send_subscribe(fake_t *f, uint8_t v, const char *filter, uint8_t qos)
+{
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 20);
+    jn_mqtt_sub_t e;
+    memset(&e, 0, sizeof e);
+    e.filter.data = (const uint8_t *)filter;
+    e.filter.len = (uint32_t)strlen(filter);
+    e.qos = qos;
+    jn_mqtt_subscribe_t s;
+    memset(&s, 0, sizeof s);
+    s.packet_id = 1;
+    s.count = 1;
+    s.subs = &e;
+    assert_true(jn_mqtt_encode_subscribe(&b, v, &s) > 0);
+    feed(f, &b);
+    jn_buf_free(&b);
+}
+
+static void send_ack(fake_t *f, uint8_t v, uint8_t type, uint16_t pid)
+{
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 20);
+    jn_mqtt_ack_t a;
+    memset(&a, 0, sizeof a);
+    a.packet_id = pid;
+    assert_true(jn_mqtt_encode_ack(&b, v, type, &a) > 0);
+    feed(f, &b);
+    jn_buf_free(&b);
+}
+
+static fake_t *connected(env_t *e, uint8_t v, const char *id)
+{
+    fake_t *f = fake_new(e);
+    do_connect(f, v, id, true, 0, 10, NULL);
+    jn_mqtt_packet_t p;
+    assert_int_equal(next_packet(f, v, &p), JN_MQTT_CONNACK);
+    assert_int_equal(p.u.connack.reason, 0);
+    return f;
+}
+
+static void test_connect_connack(void **state)
+{
+    env_t *e = *state;
+    fake_t *f = fake_new(e);
+    assert_int_equal(f->timeout, 10000); /* CONNECT deadline */
+    do_connect(f, JN_MQTT_V5, "", true, 0, 20, NULL);
+    jn_mqtt_packet_t p;
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_CONNACK);
+    assert_int_equal(p.u.connack.reason, 0);
+    assert_true(JN_MQTT_HAS(&p.u.connack.props, JN_MQTT_PROP_ASSIGNED_CLIENT_ID));
+    assert_true(JN_MQTT_HAS(&p.u.connack.props, JN_MQTT_PROP_RECEIVE_MAXIMUM));
+    assert_int_equal(f->timeout, 30000); /* 1.5 x keep alive */
+    assert_int_equal(jn_mqtt_clients_connected(e->m), 1);
+    fake_free(f);
+    assert_int_equal(jn_mqtt_clients_connected(e->m), 0);
+
+    /* 3.1.1: an empty id with clean session 0 is refused (return code 2). */
+    f = fake_new(e);
+    do_connect(f, JN_MQTT_V311, "", false, 0, 0, NULL);
+    assert_int_equal(next_packet(f, JN_MQTT_V311, &p), JN_MQTT_CONNACK);
+    assert_int_equal(p.u.connack.reason, 2);
+    assert_true(f->closed);
+    fake_free(f);
+}
+
+static void test_qos_flows(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    fake_t *sub = connected(e, JN_MQTT_V5, "sub");
+    send_subscribe(sub, JN_MQTT_V5, "q/+", 2);
+    assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), JN_MQTT_SUBACK);
+    assert_int_equal(p.u.suback.reasons.data[0], 2);
+    fake_t *pub = connected(e, JN_MQTT_V311, "pub");
+
+    send_publish(pub, JN_MQTT_V311, "q/1", "one", 1, 5, false, false);
+    assert_int_equal(next_packet(pub, JN_MQTT_V311, &p), JN_MQTT_PUBACK);
+    assert_int_equal(p.u.ack.packet_id, 5);
+    assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
+    assert_int_equal(p.u.publish.qos, 2);
+    assert_memory_equal(p.u.publish.payload.data, "one", 3);
+    uint16_t pid = p.u.publish.packet_id;
+    send_ack(sub, JN_MQTT_V5, JN_MQTT_PUBREC, pid);
+    assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), JN_MQTT_PUBREL);
+    send_ack(sub, JN_MQTT_V5, JN_MQTT_PUBCOMP, pid);
+
+    /* QoS 2 inbound with a DUP resend before PUBREL: stored once. */
+    send_publish(pub, JN_MQTT_V311, "q/2", "two", 2, 7, false, false);
+    assert_int_equal(next_packet(pub, JN_MQTT_V311, &p), JN_MQTT_PUBREC);
+    send_publish(pub, JN_MQTT_V311, "q/2", "two", 2, 7, false, true);
+    assert_int_equal(next_packet(pub, JN_MQTT_V311, &p), JN_MQTT_PUBREC);
+    send_ack(pub, JN_MQTT_V311, JN_MQTT_PUBREL, 7);
+    assert_int_equal(next_packet(pub, JN_MQTT_V311, &p), JN_MQTT_PUBCOMP);
+    assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
+    assert_memory_equal(p.u.publish.payload.data, "two", 3);
+    assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), 0); /* no second copy */
+    jn_stream_t *s = jn_broker_stream_find(e->b, "q", 1);
+    assert_non_null(s);
+    assert_int_equal(jn_plog_end_offset(jn_stream_plog(s, 0)), 2);
+    fake_free(pub);
+    fake_free(sub);
+}
+
+static void test_retained_and_will(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    fake_t *pub = connected(e, JN_MQTT_V311, "rpub");
+    send_publish(pub, JN_MQTT_V311, "r/a", "keep", 0, 0, true, false);
+    fake_t *sub = connected(e, JN_MQTT_V311, "rsub");
+    send_subscribe(sub, JN_MQTT_V311, "r/#", 1);
+    assert_int_equal(next_packet(sub, JN_MQTT_V311, &p), JN_MQTT_SUBACK);
+    assert_int_equal(next_packet(sub, JN_MQTT_V311, &p), JN_MQTT_PUBLISH);
+    assert_true(p.u.publish.retain);
+    assert_memory_equal(p.u.publish.payload.data, "keep", 4);
+
+    fake_t *w = fake_new(e);
+    do_connect(w, JN_MQTT_V311, "dying", true, 0, 10, "r/will");
+    assert_int_equal(next_packet(w, JN_MQTT_V311, &p), JN_MQTT_CONNACK);
+    jn_mqtt_session_closed(w->s, JN_ECLOSED); /* abnormal: the will goes out */
+    w->s = NULL;
+    assert_int_equal(next_packet(sub, JN_MQTT_V311, &p), JN_MQTT_PUBLISH);
+    assert_memory_equal(p.u.publish.topic.data, "r/will", 6);
+    assert_memory_equal(p.u.publish.payload.data, "bye", 3);
+    fake_free(w);
+    fake_free(pub);
+    fake_free(sub);
+}
+
+static void test_keepalive_and_errors(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    fake_t *f = connected(e, JN_MQTT_V5, "ka");
+    jn_mqtt_session_timeout(f->s);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_DISCONNECT);
+    assert_int_equal(p.u.disconnect.reason, JN_MQTT_RC_KEEP_ALIVE_TIMEOUT);
+    assert_true(f->closed);
+    fake_free(f);
+
+    /* A second CONNECT: DISCONNECT 0x82. */
+    f = connected(e, JN_MQTT_V5, "twice");
+    do_connect(f, JN_MQTT_V5, "twice", true, 0, 10, NULL);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_DISCONNECT);
+    assert_int_equal(p.u.disconnect.reason, JN_MQTT_RC_PROTOCOL_ERROR);
+    fake_free(f);
+
+    /* A PUBLISH before CONNECT: closed without an answer. */
+    f = fake_new(e);
+    send_publish(f, JN_MQTT_V311, "a/b", "x", 0, 0, false, false);
+    assert_true(f->closed);
+    assert_int_equal(f->out.len, 0);
+    fake_free(f);
+
+    /* A wildcard in a PUBLISH topic (v5): DISCONNECT 0x90. */
+    f = connected(e, JN_MQTT_V5, "wild");
+    const uint8_t bad[] = {0x30, 0x06, 0x00, 0x03, 'a', '/', '+', 0x00};
+    size_t n = jn_mqtt_session_input(f->s, bad, sizeof bad);
+    assert_int_equal(n, sizeof bad);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_DISCONNECT);
+    assert_true(p.u.disconnect.reason == JN_MQTT_RC_TOPIC_NAME_INVALID ||
+                p.u.disconnect.reason == JN_MQTT_RC_MALFORMED || p.u.disconnect.reason == JN_MQTT_RC_PROTOCOL_ERROR);
+    assert_true(f->closed);
+    fake_free(f);
+
+    /* A v5 CONNECT with an authentication method: CONNACK 0x8C. */
+    f = fake_new(e);
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 16);
+    jn_mqtt_connect_t c;
+    memset(&c, 0, sizeof c);
+    c.version = JN_MQTT_V5;
+    c.clean_start = true;
+    c.client_id.data = (const uint8_t *)"auth";
+    c.client_id.len = 4;
+    c.props.present = JN_MQTT_PBIT(JN_MQTT_PROP_AUTH_METHOD);
+    c.props.auth_method.data = (const uint8_t *)"SCRAM-SHA-1";
+    c.props.auth_method.len = 11;
+    assert_true(jn_mqtt_encode_connect(&b, JN_MQTT_V5, &c) > 0);
+    feed(f, &b);
+    jn_buf_free(&b);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_CONNACK);
+    assert_int_equal(p.u.connack.reason, JN_MQTT_RC_BAD_AUTH_METHOD);
+    fake_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_connect_connack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qos_flows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_and_will, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_and_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
