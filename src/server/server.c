@@ -19,6 +19,7 @@
 #include "../proto/rest/rest.h"
 #include "../proto/mqtt/mqtt.h"
 #include "../proto/amqp/amqp.h"
+#include "../proto/kafka/kafka.h"
 #include "../net/conn.h"
 #include "../proto/ws/ws.h"
 #include "../proto/sse/sse.h"
@@ -38,6 +39,7 @@ typedef struct jn_server {
     jn_net_t *net;          /* connections of the non-HTTP doors */
     jn_mqtt_t *mqtt;
     jn_amqp_t *amqp;
+    jn_kafka_t *kafka;
     jn_ws_t *ws;
     jn_sse_t *sse;
     jn_console_t *console;
@@ -191,6 +193,30 @@ static int start_mqtt(jn_server_t *s, bool allow_anonymous)
     return s->mqtt ? 0 : JN_EIO;
 }
 
+static int start_kafka(jn_server_t *s, bool allow_anonymous)
+{
+    const jn_config_t *c = s->cfg;
+    if (!c->kafka_listen || !*c->kafka_listen)
+        return 0;
+    jn_kafka_config_t kc;
+    jn_kafka_config_default(&kc);
+    char host[64];
+    int rc = jn_listen_parse(c->kafka_listen, host, sizeof host, &kc.port);
+    if (rc)
+        return rc;
+    kc.host = host;
+    kc.advertised_host = c->kafka_advertised_host;
+    kc.allow_anonymous = allow_anonymous;
+    kc.anonymous_is_admin = allow_anonymous && jn_config_loopback_only(c);
+    kc.auto_create = c->streams_auto_create;
+    kc.default_partitions = (uint32_t)c->streams_default_partitions;
+    kc.max_request_bytes = (size_t)c->kafka_max_request_bytes;
+    if ((rc = jn_kafka_new(&s->loop, s->broker, &kc, &s->kafka)))
+        return rc;
+    jn_info("listening on kafka://%s:%d", host, jn_kafka_port(s->kafka));
+    return 0;
+}
+
 /* The AMQP door on amqp.listen / amqp.tls_listen (docs/amqp.md). */
 static int start_amqp(jn_server_t *s, bool allow_anonymous)
 {
@@ -229,6 +255,8 @@ static void stop_front(jn_server_t *s)
     s->mqtt = NULL;
     jn_amqp_free(s->amqp);
     s->amqp = NULL;
+    jn_kafka_free(s->kafka);
+    s->kafka = NULL;
     if (s->net)
         jn_net_free(s->net);
     s->net = NULL;
@@ -359,6 +387,8 @@ int jn_server_run(const jn_config_t *cfg)
     if ((rc = start_mqtt(&s, allow)))
         goto fail;
     if ((rc = start_amqp(&s, allow)))
+        goto fail;
+    if ((rc = start_kafka(&s, allow)))
         goto fail;
     jn_log(allow && !jn_config_loopback_only(cfg) ? JN_LOG_WARN : JN_LOG_INFO, "anonymous access: %s",
            anonymous_text(cfg, allow));

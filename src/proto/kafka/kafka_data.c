@@ -1,0 +1,722 @@
+/* kafka_data.c - the data path of the Kafka door: Metadata (with topic
+ * auto-creation), Produce (batches appended as received; idempotent
+ * producers' sequence checks), Fetch (long-polling), ListOffsets and
+ * InitProducerId.
+ *
+ * Produced batches are stored byte for byte, compressed ones included;
+ * other doors cannot decode compressed batches yet (the core's iterator
+ * returns JN_EUNSUPPORTED for them), see docs/kafka.md.
+ */
+#include "kafka_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/hash.h"
+#include "../../common/log.h"
+
+/* ---- Metadata ---- */
+
+static void write_topic_meta(kconn_t *kc, jn_kwriter_t *w, int16_t v, int16_t err, jn_kstr_t name,
+                             jn_stream_t *s)
+{
+    jn_kw_i16(w, err);
+    jn_kw_str(w, name.p ? name.p : "", name.len > 0 ? name.len : 0);
+    if (v >= 10) {
+        uint8_t id[16] = {0};
+        if (s)
+            jn__kafka_topic_id(jn_stream_name(s), id);
+        jn_kw_uuid(w, id);
+    }
+    if (v >= 1)
+        jn_kw_bool(w, false);
+    uint32_t np = s ? jn_stream_partitions(s) : 0;
+    jn_kw_array(w, (int32_t)np);
+    for (uint32_t p = 0; p < np; p++) {
+        jn_kw_i16(w, 0);
+        jn_kw_i32(w, (int32_t)p);
+        jn_kw_i32(w, 0); /* leader: this node */
+        if (v >= 7)
+            jn_kw_i32(w, 0); /* leader epoch */
+        jn_kw_array(w, 1);
+        jn_kw_i32(w, 0);
+        jn_kw_array(w, 1);
+        jn_kw_i32(w, 0);
+        if (v >= 5)
+            jn_kw_array(w, 0);
+        jn_kw_tags(w);
+    }
+    if (v >= 8)
+        jn_kw_i32(w, INT32_MIN);
+    jn_kw_tags(w);
+    (void)kc;
+}
+
+void jn__kafka_metadata(kconn_t *kc, const jn_kafka_metadata_req_t *req)
+{
+    int16_t v = kc->hdr.api_version;
+    jn_kwriter_t w;
+    size_t mark;
+    jn__kafka_begin(kc, &w, &mark);
+    if (v >= 3)
+        jn_kw_i32(&w, 0);
+    jn_kw_array(&w, 1);
+    jn_kw_i32(&w, 0);
+    jn_kw_cstr(&w, kc->k->host);
+    jn_kw_i32(&w, jn_kafka_port(kc->k));
+    if (v >= 1)
+        jn_kw_str(&w, NULL, -1);
+    jn_kw_tags(&w);
+    if (v >= 2)
+        jn_kw_cstr(&w, "junction");
+    if (v >= 1)
+        jn_kw_i32(&w, 0);
+    if (req->ntopics < 0) {
+        int32_t n = 0;
+        for (jn_stream_t *s = jn_broker_stream_next(kc->k->broker, NULL); s;
+             s = jn_broker_stream_next(kc->k->broker, s))
+            if (!jn__kafka_hidden(jn_stream_name(s)))
+                n++;
+        jn_kw_array(&w, n);
+        for (jn_stream_t *s = jn_broker_stream_next(kc->k->broker, NULL); s;
+             s = jn_broker_stream_next(kc->k->broker, s)) {
+            const char *name = jn_stream_name(s);
+            if (jn__kafka_hidden(name))
+                continue;
+            write_topic_meta(kc, &w, v, 0, (jn_kstr_t){name, (int32_t)strlen(name)}, s);
+        }
+    } else {
+        jn_kw_array(&w, req->ntopics);
+        for (int32_t i = 0; i < req->ntopics; i++) {
+            int16_t err;
+            jn_stream_t *s = jn__kafka_topic(kc, req->topics[i], req->allow_auto_create, &err);
+            write_topic_meta(kc, &w, v, err, req->topics[i], s);
+        }
+    }
+    if (v >= 8 && v <= 10)
+        jn_kw_i32(&w, INT32_MIN);
+    jn_kw_tags(&w);
+    jn__kafka_end(kc, &w, mark);
+}
+
+/* ---- idempotent producers ---- */
+
+struct kseq {
+    kseq_t *next;
+    int64_t pid;
+    int16_t epoch;
+    uint32_t partition;
+    char *stream;
+    int n;    /* cached batches */
+    int head; /* next slot */
+    struct {
+        int32_t first_seq, last_seq;
+        int64_t base_offset;
+    } batches[KAFKA_SEQ_CACHE];
+    int32_t last_seq;
+};
+
+#define SEQ_BUCKETS 1024
+#define SEQ_MAX 200000 /* tracked (producer, partition) pairs */
+
+static size_t seq_bucket(int64_t pid, const char *stream, uint32_t part)
+{
+    uint64_t h = jn_fnv1a(stream, strlen(stream));
+    h ^= (uint64_t)pid * 0x9E3779B97F4A7C15ull;
+    h ^= part * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)(h % SEQ_BUCKETS);
+}
+
+static kseq_t *seq_find(jn_kafka_t *k, int64_t pid, const char *stream, uint32_t part, bool create)
+{
+    size_t b = seq_bucket(pid, stream, part);
+    for (kseq_t *e = k->seq[b]; e; e = e->next)
+        if (e->pid == pid && e->partition == part && strcmp(e->stream, stream) == 0)
+            return e;
+    if (!create || k->seq_count >= SEQ_MAX)
+        return NULL;
+    kseq_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->stream = strdup(stream);
+    if (!e->stream) {
+        free(e);
+        return NULL;
+    }
+    e->pid = pid;
+    e->partition = part;
+    e->epoch = -1;
+    e->last_seq = -1;
+    e->next = k->seq[b];
+    k->seq[b] = e;
+    k->seq_count++;
+    return e;
+}
+
+void jn__kafka_seq_free(jn_kafka_t *k)
+{
+    if (!k->seq)
+        return;
+    for (size_t i = 0; i < SEQ_BUCKETS; i++) {
+        kseq_t *e = k->seq[i];
+        while (e) {
+            kseq_t *n = e->next;
+            free(e->stream);
+            free(e);
+            e = n;
+        }
+        k->seq[i] = NULL;
+    }
+}
+
+/* Checks a batch against the producer's state. Returns 0 to append, 1
+ * when it duplicates a cached batch (*dup_offset set), or a Kafka error. */
+static int seq_check(kseq_t *e, const jn_batch_info_t *bi, int64_t *dup_offset)
+{
+    if (e->epoch < 0)
+        return 0; /* first batch seen (or state lost at restart): accept */
+    if (bi->producer_epoch < e->epoch)
+        return -JN_KERR_INVALID_PRODUCER_EPOCH;
+    if (bi->producer_epoch > e->epoch)
+        return bi->base_sequence == 0 ? 0 : -JN_KERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+    int32_t last = bi->base_sequence + bi->last_offset_delta;
+    for (int i = 0; i < e->n; i++) {
+        if (e->batches[i].first_seq == bi->base_sequence && e->batches[i].last_seq == last) {
+            *dup_offset = e->batches[i].base_offset;
+            return 1;
+        }
+    }
+    int32_t expected = e->last_seq == INT32_MAX ? 0 : e->last_seq + 1;
+    if (bi->base_sequence == expected)
+        return 0;
+    if (bi->base_sequence < expected && bi->base_sequence >= 0)
+        return -JN_KERR_DUPLICATE_SEQUENCE_NUMBER;
+    return -JN_KERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+}
+
+static void seq_record(kseq_t *e, const jn_batch_info_t *bi, int64_t base)
+{
+    if (bi->producer_epoch != e->epoch) {
+        e->epoch = bi->producer_epoch;
+        e->n = e->head = 0;
+    }
+    e->batches[e->head].first_seq = bi->base_sequence;
+    e->batches[e->head].last_seq = bi->base_sequence + bi->last_offset_delta;
+    e->batches[e->head].base_offset = base;
+    e->head = (e->head + 1) % KAFKA_SEQ_CACHE;
+    if (e->n < KAFKA_SEQ_CACHE)
+        e->n++;
+    e->last_seq = bi->base_sequence + bi->last_offset_delta;
+}
+
+/* ---- Produce ---- */
+
+struct kprod_wait {
+    jn_durable_waiter_t w;
+    kconn_t *kc;
+    bool armed;
+    int16_t error;
+    int64_t base_offset;
+    int64_t log_start;
+};
+
+static void write_produce_response(kconn_t *kc, const jn_kafka_produce_req_t *req)
+{
+    int16_t v = kc->hdr.api_version;
+    jn_kwriter_t w;
+    size_t mark;
+    jn__kafka_begin(kc, &w, &mark);
+    jn_kw_array(&w, req->ntopics);
+    int32_t idx = 0;
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        const jn_kafka_produce_topic_t *t = &req->topics[i];
+        jn_kw_str(&w, t->name.p, t->name.len);
+        jn_kw_array(&w, t->nparts);
+        for (int32_t j = 0; j < t->nparts; j++, idx++) {
+            const kprod_wait_t *pw = &kc->waits[idx];
+            jn_kw_i32(&w, t->parts[j].index);
+            jn_kw_i16(&w, pw->error);
+            jn_kw_i64(&w, pw->error ? -1 : pw->base_offset);
+            jn_kw_i64(&w, -1); /* log_append_time: CreateTime topics */
+            if (v >= 5)
+                jn_kw_i64(&w, pw->log_start);
+            if (v >= 8) {
+                jn_kw_array(&w, 0);
+                jn_kw_str(&w, NULL, -1);
+            }
+            jn_kw_tags(&w);
+        }
+        jn_kw_tags(&w);
+    }
+    jn_kw_i32(&w, 0); /* throttle */
+    jn_kw_tags(&w);
+    jn__kafka_end(kc, &w, mark);
+}
+
+static void durable_cb(jn_durable_waiter_t *dw, int status)
+{
+    kprod_wait_t *pw = jn_container_of(dw, kprod_wait_t, w);
+    kconn_t *kc = pw->kc;
+    pw->armed = false;
+    if (status)
+        pw->error = JN_KERR_KAFKA_STORAGE_ERROR;
+    if (--kc->waits_left > 0 || kc->park != KPARK_PRODUCE)
+        return;
+    const jn_kafka_produce_req_t *req = (const jn_kafka_produce_req_t *)kc->req;
+    if (req->acks != 0)
+        write_produce_response(kc, req);
+    jn__kafka_unpark(kc);
+}
+
+void jn__kafka_produce_cancel(kconn_t *kc)
+{
+    if (kc->park != KPARK_PRODUCE || !kc->waits)
+        return;
+    for (int32_t i = 0; i < kc->nwaits; i++)
+        if (kc->waits[i].armed)
+            jn_plog_cancel_durable(&kc->waits[i].w);
+    kc->waits = NULL;
+}
+
+static int16_t kafka_error_of(int rc)
+{
+    switch (rc) {
+    case JN_ECORRUPT:
+    case JN_EPROTO: return JN_KERR_CORRUPT_MESSAGE;
+    case JN_ETOOBIG: return JN_KERR_MESSAGE_TOO_LARGE;
+    case JN_EINVAL: return JN_KERR_CORRUPT_MESSAGE;
+    case JN_EIO: return JN_KERR_KAFKA_STORAGE_ERROR;
+    default: return JN_KERR_UNKNOWN_SERVER_ERROR;
+    }
+}
+
+/* Appends the batches of one partition's records; returns a Kafka error
+ * and sets *base to the first batch's offset, *last to the last offset. */
+static int16_t produce_partition(kconn_t *kc, jn_stream_t *s, uint32_t part, const uint8_t *p, size_t len,
+                                 int64_t *base, int64_t *last)
+{
+    const jn_plog_config_t *pc = jn_stream_config(s);
+    size_t off = 0;
+    bool first = true;
+    if (len == 0)
+        return JN_KERR_CORRUPT_MESSAGE;
+    while (off < len) {
+        jn_batch_info_t bi;
+        int sz = jn_batch_parse(p + off, len - off, pc->max_batch_bytes, &bi);
+        if (sz < 0)
+            return sz == JN_ETOOBIG ? JN_KERR_MESSAGE_TOO_LARGE : JN_KERR_CORRUPT_MESSAGE;
+        if (bi.attributes & JN_BATCH_TRANSACTIONAL)
+            return JN_KERR_INVALID_RECORD; /* transactions are not supported */
+        kseq_t *e = NULL;
+        if (bi.producer_id >= 0 && bi.base_sequence >= 0) {
+            e = seq_find(kc->k, bi.producer_id, jn_stream_name(s), part, true);
+            int64_t dup = -1;
+            int c = e ? seq_check(e, &bi, &dup) : 0;
+            if (c < 0)
+                return (int16_t)-c;
+            if (c == 1) {
+                if (first)
+                    *base = dup;
+                *last = dup + bi.last_offset_delta;
+                first = false;
+                off += (size_t)sz;
+                continue;
+            }
+        }
+        int64_t b = jn_broker_append_batch(kc->k->broker, s, part, p + off, (size_t)sz);
+        if (b < 0)
+            return kafka_error_of((int)b);
+        if (e)
+            seq_record(e, &bi, b);
+        if (first)
+            *base = b;
+        *last = b + bi.last_offset_delta;
+        first = false;
+        off += (size_t)sz;
+    }
+    return 0;
+}
+
+void jn__kafka_produce(kconn_t *kc, jn_kafka_produce_req_t *req)
+{
+    int32_t total = 0;
+    for (int32_t i = 0; i < req->ntopics; i++)
+        total += req->topics[i].nparts;
+    kc->waits = jn_karena_alloc(&kc->arena, (size_t)total, sizeof(kprod_wait_t));
+    if (!kc->waits) {
+        jn_conn_abort(kc->conn);
+        return;
+    }
+    kc->nwaits = total;
+    bool txn = req->transactional_id.len >= 0;
+    bool appended = false;
+    int32_t idx = 0;
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        jn_kafka_produce_topic_t *t = &req->topics[i];
+        int16_t terr = 0;
+        char name[JN_STREAM_NAME_MAX + 1];
+        jn__kafka_cstr(t->name, name, sizeof name);
+        jn_stream_t *s = NULL;
+        if (!jn__kafka_may(kc, JN_PERM_PUBLISH, name, strlen(name)))
+            terr = JN_KERR_TOPIC_AUTHORIZATION_FAILED;
+        else
+            s = jn__kafka_topic(kc, t->name, true, &terr);
+        for (int32_t j = 0; j < t->nparts; j++, idx++) {
+            kprod_wait_t *pw = &kc->waits[idx];
+            pw->kc = kc;
+            pw->base_offset = -1;
+            pw->log_start = -1;
+            jn_kafka_produce_part_t *pp = &t->parts[j];
+            if (txn) {
+                pw->error = JN_KERR_INVALID_REQUEST;
+                continue;
+            }
+            if (terr) {
+                pw->error = terr;
+                continue;
+            }
+            if (pp->index < 0 || (uint32_t)pp->index >= jn_stream_partitions(s)) {
+                pw->error = JN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            if (!pp->records) {
+                pw->error = JN_KERR_CORRUPT_MESSAGE;
+                continue;
+            }
+            int64_t last = -1;
+            pw->error = produce_partition(kc, s, (uint32_t)pp->index, pp->records, (size_t)pp->records_len,
+                                          &pw->base_offset, &last);
+            pw->log_start = jn_plog_start_offset(jn_stream_plog(s, (uint32_t)pp->index));
+            if (!pw->error) {
+                appended = true;
+                /* armed below, once every partition is appended */
+                pw->w.offset = last;
+            }
+        }
+    }
+    if (appended)
+        jn__kafka_wake(kc->k);
+    if (req->acks != -1) {
+        if (req->acks != 0)
+            write_produce_response(kc, req);
+        kc->waits = NULL;
+        return;
+    }
+    /* acks=all: answer once every appended partition is durable under its
+     * stream's fsync policy. */
+    kc->park = KPARK_PRODUCE;
+    kc->waits_left = 1; /* held until every waiter is armed */
+    idx = 0;
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        jn_kafka_produce_topic_t *t = &req->topics[i];
+        jn_stream_t *s = jn_broker_stream_find(kc->k->broker, t->name.p, (size_t)(t->name.len > 0 ? t->name.len : 0));
+        for (int32_t j = 0; j < t->nparts; j++, idx++) {
+            kprod_wait_t *pw = &kc->waits[idx];
+            if (pw->error || !s)
+                continue;
+            kc->waits_left++;
+            pw->armed = true;
+            jn_broker_wait_durable(kc->k->broker, s, (uint32_t)t->parts[j].index, pw->w.offset, &pw->w,
+                                   durable_cb);
+        }
+    }
+    if (--kc->waits_left == 0) {
+        write_produce_response(kc, req);
+        kc->waits = NULL;
+        kc->park = KPARK_NONE; /* answered at once: not parked */
+    }
+}
+
+/* ---- InitProducerId ---- */
+
+static int reserve_pids(jn_kafka_t *k)
+{
+    jn_broker_t *b = k->broker;
+    if (!jn_broker_stream_find(b, KAFKA_PID_TABLE, strlen(KAFKA_PID_TABLE))) {
+        jn_plog_config_t pc;
+        jn_plog_config_default(&pc);
+        pc.compact = true;
+        pc.fsync = JN_FSYNC_ALWAYS;
+        pc.retention_ms = -1;
+        jn_stream_t *s;
+        int rc = jn_broker_stream_create(b, KAFKA_PID_TABLE, 1, &pc, &s);
+        if (rc && rc != JN_EEXIST)
+            return rc;
+    }
+    if (k->pid_limit == 0) {
+        jn_buf_t v;
+        jn_buf_init(&v, 64);
+        int rc = jn_broker_table_get(b, KAFKA_PID_TABLE, (const uint8_t *)"next", 4, &v, NULL, 0, NULL, NULL);
+        int64_t next = 0;
+        if (rc == 0 && v.len > 0 && v.len < 32) {
+            char tmp[32];
+            memcpy(tmp, v.data, v.len);
+            tmp[v.len] = '\0';
+            next = strtoll(tmp, NULL, 10);
+        }
+        jn_buf_free(&v);
+        if (next < 1)
+            next = 1;
+        k->next_pid = k->pid_limit = next;
+    }
+    char val[32];
+    int64_t limit = k->pid_limit + KAFKA_PID_BLOCK;
+    int n = snprintf(val, sizeof val, "%" PRId64, limit);
+    int rc = jn_broker_table_put(b, KAFKA_PID_TABLE, (const uint8_t *)"next", 4, (const uint8_t *)val, (size_t)n,
+                                 "text/plain", NULL);
+    if (rc)
+        return rc;
+    k->pid_limit = limit;
+    return 0;
+}
+
+void jn__kafka_init_producer_id(kconn_t *kc, const jn_kafka_init_producer_id_req_t *req)
+{
+    jn_kafka_t *k = kc->k;
+    int16_t err = 0;
+    int64_t pid = -1;
+    int16_t epoch = -1;
+    if (req->transactional_id.len >= 0) {
+        err = JN_KERR_INVALID_REQUEST; /* transactions are not supported */
+    } else if (k->next_pid >= k->pid_limit && reserve_pids(k) != 0) {
+        err = JN_KERR_KAFKA_STORAGE_ERROR;
+    } else {
+        pid = k->next_pid++;
+        epoch = 0;
+    }
+    jn_kwriter_t w;
+    size_t mark;
+    jn__kafka_begin(kc, &w, &mark);
+    jn_kw_i32(&w, 0);
+    jn_kw_i16(&w, err);
+    jn_kw_i64(&w, pid);
+    jn_kw_i16(&w, epoch);
+    jn_kw_tags(&w);
+    jn__kafka_end(kc, &w, mark);
+}
+
+/* ---- Fetch ---- */
+
+typedef struct fetch_state {
+    size_t bytes;    /* records bytes so far */
+    bool errors;     /* a partition has an error: answer now */
+} fetch_state_t;
+
+/* Reads the batches at |fp|'s offset within |budget| and appends them to
+ * |out|; returns the bytes appended or a Kafka error (negated). Only the
+ * first batch of a response may pass the limits (as Kafka does): later
+ * partitions drop a batch that does not fit. */
+static int64_t fetch_read(jn_plog_t *log, const jn_kafka_fetch_part_t *fp, size_t budget, bool first,
+                          jn_buf_t *out)
+{
+    size_t mark = out->len;
+    int rc = jn_plog_read(log, fp->fetch_offset, budget, out);
+    if (rc == JN_ERANGE)
+        return -JN_KERR_OFFSET_OUT_OF_RANGE;
+    if (rc == JN_ETOOBIG) {
+        out->len = mark; /* the connection's output is full: send nothing now */
+        return 0;
+    }
+    if (rc < 0)
+        return -JN_KERR_KAFKA_STORAGE_ERROR;
+    if (!first && (size_t)rc > budget) {
+        out->len = mark;
+        return 0;
+    }
+    return rc;
+}
+
+/* Writes one partition of the response (or, with |w| NULL, only probes
+ * whether it has data or an error). The records go straight into the
+ * connection's output for classic versions (fixed-size length, patched
+ * after the read); flexible versions need the length first, as a varint,
+ * so they go through |tmp|. */
+static void fetch_partition(jn_kwriter_t *w, int16_t v, jn_stream_t *s, int16_t terr,
+                            const jn_kafka_fetch_part_t *fp, size_t max_total, fetch_state_t *st, jn_buf_t *tmp)
+{
+    int16_t err = terr;
+    jn_plog_t *log = NULL;
+    int64_t hw = -1, start = -1;
+    if (!err && (fp->partition < 0 || (uint32_t)fp->partition >= jn_stream_partitions(s)))
+        err = JN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    if (!err) {
+        log = jn_stream_plog(s, (uint32_t)fp->partition);
+        hw = jn_plog_end_offset(log);
+        start = jn_plog_start_offset(log);
+        if (fp->fetch_offset < start || fp->fetch_offset > hw)
+            err = JN_KERR_OFFSET_OUT_OF_RANGE;
+    }
+    bool want = !err && fp->fetch_offset < hw && st->bytes < max_total && fp->max_bytes > 0;
+    size_t budget = want ? max_total - st->bytes : 0;
+    if (want && (size_t)fp->max_bytes < budget)
+        budget = (size_t)fp->max_bytes;
+    if (!w) {
+        if (err)
+            st->errors = true;
+        else if (fp->fetch_offset < hw)
+            st->bytes += 1; /* something is there */
+        return;
+    }
+    jn_kw_i32(w, fp->partition);
+    size_t epos = w->b ? w->b->len : 0;
+    jn_kw_i16(w, err);
+    jn_kw_i64(w, hw);
+    jn_kw_i64(w, hw); /* last stable offset: no transactions */
+    if (v >= 5)
+        jn_kw_i64(w, start);
+    jn_kw_array(w, 0); /* aborted transactions */
+    if (v >= 11)
+        jn_kw_i32(w, -1);
+    int64_t got = 0;
+    if (!w->flex) {
+        size_t lpos = w->b ? w->b->len : 0;
+        jn_kw_i32(w, 0);
+        if (want && !w->err) {
+            got = fetch_read(log, fp, budget, st->bytes == 0, w->b);
+            if (got > 0)
+                jn_store_be32(w->b->data + lpos, (uint32_t)got);
+        }
+    } else {
+        jn_buf_reset(tmp);
+        if (want)
+            got = fetch_read(log, fp, budget, st->bytes == 0, tmp);
+        jn_kw_bytes_len(w, (int32_t)tmp->len);
+        jn_kw_raw(w, tmp->data, tmp->len);
+    }
+    if (got < 0) {
+        err = (int16_t)-got;
+        if (!w->err)
+            jn_store_be16(w->b->data + epos, (uint16_t)err);
+    } else {
+        st->bytes += (size_t)got;
+    }
+    if (err)
+        st->errors = true;
+    jn_kw_tags(w);
+}
+
+void jn__kafka_fetch(kconn_t *kc, const jn_kafka_fetch_req_t *req, bool final)
+{
+    int16_t v = kc->hdr.api_version;
+    bool was_parked = kc->park == KPARK_FETCH;
+    size_t max_total = req->max_bytes > 0 ? (size_t)req->max_bytes : 0;
+    if (max_total > KAFKA_FETCH_RESPONSE_MAX)
+        max_total = KAFKA_FETCH_RESPONSE_MAX;
+    jn_buf_t tmp;
+    jn_buf_init(&tmp, KAFKA_FETCH_RESPONSE_MAX + (16u << 20));
+    /* Probe pass: is there anything (or an error) to answer with now? */
+    if (!final && req->max_wait_ms > 0) {
+        fetch_state_t probe = {0};
+        for (int32_t i = 0; i < req->ntopics && !probe.errors; i++) {
+            const jn_kafka_fetch_topic_t *t = &req->topics[i];
+            int16_t terr = 0;
+            jn_stream_t *s = jn__kafka_topic(kc, t->name, false, &terr);
+            for (int32_t j = 0; j < t->nparts; j++)
+                fetch_partition(NULL, v, s, terr, &t->parts[j], max_total, &probe, &tmp);
+        }
+        if (!probe.errors && probe.bytes == 0) {
+            if (!was_parked)
+                jn__kafka_fetch_park(kc, jn__kafka_now() + req->max_wait_ms);
+            jn_buf_free(&tmp);
+            return;
+        }
+    }
+    jn_kwriter_t w;
+    size_t mark;
+    jn__kafka_begin(kc, &w, &mark);
+    jn_kw_i32(&w, 0); /* throttle */
+    if (v >= 7) {
+        jn_kw_i16(&w, 0);
+        jn_kw_i32(&w, 0); /* no fetch sessions: every fetch is a full one */
+    }
+    fetch_state_t st = {0};
+    jn_kw_array(&w, req->ntopics);
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        const jn_kafka_fetch_topic_t *t = &req->topics[i];
+        int16_t terr = 0;
+        char name[JN_STREAM_NAME_MAX + 8];
+        jn__kafka_cstr(t->name, name, JN_STREAM_NAME_MAX + 1);
+        jn_stream_t *s = jn__kafka_topic(kc, t->name, false, &terr);
+        if (s) {
+            size_t nl = strlen(name);
+            memcpy(name + nl, "/#", 3);
+            if (!jn__kafka_may(kc, JN_PERM_SUBSCRIBE, name, nl + 2))
+                terr = JN_KERR_TOPIC_AUTHORIZATION_FAILED;
+        }
+        jn_kw_str(&w, t->name.p, t->name.len);
+        jn_kw_array(&w, t->nparts);
+        for (int32_t j = 0; j < t->nparts; j++)
+            fetch_partition(&w, v, s, terr, &t->parts[j], max_total, &st, &tmp);
+        jn_kw_tags(&w);
+    }
+    jn_kw_tags(&w);
+    jn_buf_free(&tmp);
+    if (!final && !st.errors && st.bytes < (size_t)(req->min_bytes > 0 ? req->min_bytes : 0) &&
+        req->max_wait_ms > 0) {
+        /* Not enough yet: drop what was encoded and keep waiting. */
+        if (w.b)
+            w.b->len = mark;
+        if (!was_parked)
+            jn__kafka_fetch_park(kc, jn__kafka_now() + req->max_wait_ms);
+        return;
+    }
+    jn__kafka_end(kc, &w, mark);
+    if (was_parked)
+        jn__kafka_unpark(kc);
+}
+
+/* ---- ListOffsets ---- */
+
+void jn__kafka_list_offsets(kconn_t *kc, const jn_kafka_list_offsets_req_t *req)
+{
+    int16_t v = kc->hdr.api_version;
+    jn_kwriter_t w;
+    size_t mark;
+    jn__kafka_begin(kc, &w, &mark);
+    if (v >= 2)
+        jn_kw_i32(&w, 0);
+    jn_kw_array(&w, req->ntopics);
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        const jn_kafka_list_offsets_topic_t *t = &req->topics[i];
+        int16_t terr = 0;
+        jn_stream_t *s = jn__kafka_topic(kc, t->name, false, &terr);
+        jn_kw_str(&w, t->name.p, t->name.len);
+        jn_kw_array(&w, t->nparts);
+        for (int32_t j = 0; j < t->nparts; j++) {
+            const jn_kafka_list_offsets_part_t *p = &t->parts[j];
+            int16_t err = terr;
+            int64_t ts = -1, off = -1;
+            if (!err && (p->partition < 0 || (uint32_t)p->partition >= jn_stream_partitions(s)))
+                err = JN_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            if (!err) {
+                jn_plog_t *log = jn_stream_plog(s, (uint32_t)p->partition);
+                int64_t end = jn_plog_end_offset(log);
+                if (p->timestamp == -1 || p->timestamp == -3) {
+                    off = end; /* -3 (max timestamp) approximated by the end */
+                } else if (p->timestamp == -2) {
+                    off = jn_plog_start_offset(log);
+                } else if (p->timestamp >= 0) {
+                    off = jn_plog_offset_for_time(log, p->timestamp);
+                    if (off >= end)
+                        off = -1;
+                    else
+                        ts = p->timestamp;
+                } else {
+                    err = JN_KERR_INVALID_REQUEST;
+                }
+            }
+            jn_kw_i32(&w, p->partition);
+            jn_kw_i16(&w, err);
+            jn_kw_i64(&w, ts);
+            jn_kw_i64(&w, off);
+            if (v >= 4)
+                jn_kw_i32(&w, 0);
+            jn_kw_tags(&w);
+        }
+        jn_kw_tags(&w);
+    }
+    jn_kw_tags(&w);
+    jn__kafka_end(kc, &w, mark);
+}
