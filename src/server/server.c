@@ -17,6 +17,7 @@
 #include "../core/broker.h"
 #include "../http/server.h"
 #include "../proto/rest/rest.h"
+#include "../proto/webhook/webhook.h"
 #include "../proto/mqtt/mqtt.h"
 #include "../proto/amqp/amqp.h"
 #include "../proto/kafka/kafka.h"
@@ -36,6 +37,7 @@ typedef struct jn_server {
     jn_broker_t *broker;
     jn_httpd_t *httpd;
     jn_rest_t *rest;
+    jn_webhook_t *webhook;
     jn_net_t *net;          /* connections of the non-HTTP doors */
     jn_mqtt_t *mqtt;
     jn_amqp_t *amqp;
@@ -143,6 +145,15 @@ static int start_http(jn_server_t *s, bool allow_anonymous)
     s->rest = jn_rest_new(s->httpd, s->broker, &rc_cfg);
     if (!s->rest)
         return JN_ENOMEM;
+    jn_webhook_config_t wh_cfg;
+    jn_webhook_config_default(&wh_cfg);
+    wh_cfg.allow_hosts = c->webhooks_allow_hosts;
+    wh_cfg.max_concurrency_total = (uint32_t)c->webhooks_max_concurrency_total;
+    wh_cfg.default_timeout_ms = (uint32_t)c->webhooks_default_timeout_ms;
+    wh_cfg.retry_schedule = c->webhooks_retry_schedule;
+    int wrc = jn_webhook_new(s->httpd, s->broker, s->rest, &wh_cfg, &s->webhook);
+    if (wrc)
+        return wrc;
     jn_ws_config_t ws_cfg;
     jn_ws_config_default(&ws_cfg);
     ws_cfg.allow_anonymous = allow_anonymous;
@@ -260,6 +271,8 @@ static void stop_front(jn_server_t *s)
     if (s->net)
         jn_net_free(s->net);
     s->net = NULL;
+    jn_webhook_free(s->webhook); /* before the REST door whose helpers it uses */
+    s->webhook = NULL;
     jn_rest_free(s->rest);
     s->rest = NULL;
     jn_ws_free(s->ws); /* before the server, which then closes its connections */

@@ -404,8 +404,11 @@ static void test_openapi_covers_routes(void **state)
     json_object_foreach(paths, path, item) {
         const char *m;
         json_t *op;
+        /* Routes of other doors documented in the same file (webhooks). */
+        if (json_object_get(item, "x-junction-door"))
+            continue;
         json_object_foreach(item, m, op) {
-            if (strcmp(m, "parameters") != 0)
+            if (strcmp(m, "parameters") != 0 && strncmp(m, "x-", 2) != 0)
                 documented++;
         }
     }
