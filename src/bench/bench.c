@@ -21,6 +21,9 @@
 static const jn_bench_door_t *const doors[] = {
     &jn__bench_door_http,
     &jn__bench_door_mqtt,
+    &jn__bench_door_amqp,
+    &jn__bench_door_kafka,
+    &jn__bench_door_ws,
 };
 #define NDOORS (sizeof(doors) / sizeof(doors[0]))
 
@@ -304,6 +307,16 @@ static void begin_drain(jn_bench_t *b)
     jn__bench_poke(b);
 }
 
+void jn__bench_end(jn_bench_t *b)
+{
+    if (b->phase != JN_BENCH_RUNNING)
+        return;
+    /* Not from inside a door callback: the poke handler drains. */
+    b->end_requested = true;
+    b->poke_armed = false;
+    jn__bench_poke(b);
+}
+
 static void on_poke(uv_timer_t *t)
 {
     jn_bench_t *b = t->data;
@@ -314,7 +327,7 @@ static void on_poke(uv_timer_t *t)
         finish(b);
         return;
     }
-    if (b->phase == JN_BENCH_RUNNING && b->o->count && b->issued >= b->o->count)
+    if (b->phase == JN_BENCH_RUNNING && (b->end_requested || (b->o->count && b->issued >= b->o->count)))
         begin_drain(b);
     if (b->phase == JN_BENCH_DRAINING && b->o->door->settled(b))
         finish(b);
@@ -325,7 +338,7 @@ void jn__bench_poke(jn_bench_t *b)
     if (b->poke_armed || b->phase == JN_BENCH_DONE)
         return;
     /* Nothing can end a run that is sending without a count or error. */
-    if (b->phase == JN_BENCH_RUNNING && !b->exit_code && !b->interrupted &&
+    if (b->phase == JN_BENCH_RUNNING && !b->exit_code && !b->interrupted && !b->end_requested &&
         !(b->o->count && b->issued >= b->o->count))
         return;
     b->poke_armed = true;

@@ -125,6 +125,7 @@ struct jn_bench {
     uv_signal_t sigint;         /* Ctrl-C ends the run early, with a summary */
     bool poke_armed;            /* poke_timer pending */
     bool interrupted;           /* ended by SIGINT */
+    bool end_requested;         /* jn__bench_end: drain at the next poke */
     uint64_t t_created;         /* mono ns when connecting began */
     bool progress;              /* print the live line */
     uint64_t prev_sent, prev_delivered; /* for the progress rates */
@@ -151,6 +152,9 @@ void jn__bench_ready(jn_bench_t *b);
 bool jn__bench_take(jn_bench_t *b);
 /* Counts a delivery of |bytes| payload bytes with latency |lat_ns|. */
 void jn__bench_delivered(jn_bench_t *b, size_t bytes, uint64_t lat_ns);
+/* Ends sending now, as if the duration had run out (a consumer that has
+ * read everything it was asked to). In-flight messages still drain. */
+void jn__bench_end(jn_bench_t *b);
 /* Checks (later, outside the caller's stack) whether the run is over. */
 void jn__bench_poke(jn_bench_t *b);
 /* Ends the run with exit code 1 and |fmt| as the reason. */
@@ -201,6 +205,9 @@ void jn__bconn_free(jn_bconn_t *c);
 /* The doors. */
 extern const jn_bench_door_t jn__bench_door_http;
 extern const jn_bench_door_t jn__bench_door_mqtt;
+extern const jn_bench_door_t jn__bench_door_amqp;
+extern const jn_bench_door_t jn__bench_door_kafka;
+extern const jn_bench_door_t jn__bench_door_ws;
 
 /* Exposed for tests: HTTP response framing (door_http.c). Parses the
  * response at the start of |p| (|len| bytes): returns its total length

@@ -254,6 +254,20 @@ static void test_opts_good(void **state)
     assert_int_equal(parse("bench --help", &o), 0);
     assert_true(o.help);
     jn__bench_opts_free(&o);
+    /* The new doors parse their options; amqp picks its queue by durability. */
+    assert_int_equal(parse("bench amqp --persistent --confirms --ack-every 10 --prefetch 10", &o), 0);
+    assert_ptr_equal(o.door, &jn__bench_door_amqp);
+    jn__bench_opts_free(&o);
+    assert_int_equal(parse("bench amqp --exchange amq.topic --routing-key a.b --consumers 0", &o), 0);
+    jn__bench_opts_free(&o);
+    assert_int_equal(parse("bench kafka --acks all --batch 500 --mode consume --topic t.1", &o), 0);
+    assert_ptr_equal(o.door, &jn__bench_door_kafka);
+    jn__bench_opts_free(&o);
+    assert_int_equal(parse("bench kafka --acks -1", &o), 0);
+    jn__bench_opts_free(&o);
+    assert_int_equal(parse("bench ws --subscribers 1000 --rate 200 --ack --subject a/b", &o), 0);
+    assert_ptr_equal(o.door, &jn__bench_door_ws);
+    jn__bench_opts_free(&o);
 }
 
 static void test_opts_bad(void **state)
@@ -281,6 +295,16 @@ static void test_opts_bad(void **state)
         "bench mqtt --topic a/#",
         "bench mqtt --publishers 0",
         "bench mqtt --connections 4",
+        "bench amqp --ack-every 100 --prefetch 10",
+        "bench amqp --routing-key a.b",
+        "bench amqp --prefetch 70000",
+        "bench kafka --acks 2",
+        "bench kafka --mode both",
+        "bench kafka --topic a/b",
+        "bench kafka --batch 0",
+        "bench ws --subject a/#",
+        "bench ws --token a&b",
+        "bench ws --publishers 0",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         jn_bench_opts_t o;
