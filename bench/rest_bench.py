@@ -116,6 +116,24 @@ def start_junction(tmp, port, extra=()):
     return p
 
 
+def write_section(path, name, text):
+    """Replaces the text between <!-- NAME:begin --> and <!-- NAME:end --> in
+    |path| (appending the section when absent); other sections stay."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    try:
+        with open(path) as f:
+            doc = f.read()
+    except FileNotFoundError:
+        doc = "# Benchmarks\n"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc and end in doc:
+        doc = doc[:doc.index(begin)] + block + doc[doc.index(end) + len(end):]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(doc)
+
+
 def append_benches(runs):
     rows = []
     for size in (100, 1024):
@@ -203,8 +221,7 @@ def main():
                   f"Peak RSS {idle['peak_rss_kib'] / 1024:.1f} MiB (before: {idle['rss_before_kib'] / 1024:.1f} "
                   f"MiB; about {idle['per_conn_bytes']} bytes per idle connection; "
                   f"{idle['answered']} of {idle['connections']} answered).", ""]
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines))
+        write_section(args.out, "rest", "\n".join(lines))
         print("\n".join(lines))
     finally:
         for p in procs:
