@@ -6,7 +6,7 @@ SHELL    := /bin/bash
 CC       ?= cc
 BUILD    ?= build
 OPT      ?= -O2
-PKGS     := libuv jansson libssl libcrypto libcurl zlib
+PKGS     := libuv jansson libssl libcrypto libcurl zlib libzstd liblz4
 CFLAGS   += -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -Wstrict-prototypes -Wmissing-prototypes -D_GNU_SOURCE -fno-strict-aliasing \
             -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -14,7 +14,8 @@ CFLAGS   += -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wno-unused-para
 # libwslay), so fall back to plain -lwslay; pkg-config must not see an
 # unknown name in PKGS or it prints nothing at all.
 WSLAY_LIBS := $(shell pkg-config --libs libwslay 2>/dev/null || echo -lwslay)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(WSLAY_LIBS) -lpthread -lm
+# snappy (Kafka batches) has no pkg-config file in Debian either.
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(WSLAY_LIBS) -lsnappy -lpthread -lm
 
 LIB_SRC  := $(sort $(shell find src -name '*.c' ! -path 'src/cli/*'))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))

@@ -3,7 +3,7 @@
 # Junction needs that are not yet installed. Runs apt-get only when
 # something is missing (as root, or through sudo).
 set -e
-build="gcc make pkg-config libuv1-dev libjansson-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libwslay-dev"
+build="gcc make pkg-config libuv1-dev libjansson-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libwslay-dev libsnappy-dev liblz4-dev libzstd-dev"
 test="clang chromium nodejs npm libclang-rt-14-dev libcmocka-dev python3 python3-pytest python3-requests python3-websockets python3-paho-mqtt python3-pika amqp-tools mosquitto-clients python3-confluent-kafka python3-kafka kcat curl openssl"
 bench="wrk nginx-light mosquitto nats-server rabbitmq-server iperf3 fio gnuplot-nox"
 want=""

@@ -14,7 +14,12 @@
  *   - recordCount >= 0 and lastOffsetDelta >= 0, lastOffsetDelta >=
  *     recordCount - 1 (offset deltas are distinct and increasing; compaction
  *     may leave gaps, never overlaps), baseOffset + lastOffsetDelta fits;
- *   - uncompressed: recordCount * 7 (the smallest record) fits in the body.
+ *   - uncompressed: recordCount * 7 (the smallest record) fits in the body
+ *     (compressed: in the decompressed records, checked by the iterator).
+ *
+ * Compressed batches are decompressed by jn_batch_iter_init_scratch into a
+ * caller's buffer (compress.c); the plain jn_batch_iter_init keeps refusing
+ * them with JN_EUNSUPPORTED for callers without one.
  */
 #include "batch.h"
 
@@ -22,6 +27,7 @@
 #include <string.h>
 
 #include "../common/crc32c.h"
+#include "compress.h"
 #include "../common/varint.h"
 
 #define BATCH_MIN_LENGTH (JN_BATCH_HEADER_SIZE - JN_BATCH_LOG_OVERHEAD)
@@ -236,6 +242,12 @@ int jn_batch_builder_finish(jn_batch_builder_t *b)
 
 int jn_batch_iter_init(jn_batch_iter_t *it, const uint8_t *p, size_t len, bool verify_crc)
 {
+    return jn_batch_iter_init_scratch(it, p, len, verify_crc, NULL);
+}
+
+int jn_batch_iter_init_scratch(jn_batch_iter_t *it, const uint8_t *p, size_t len, bool verify_crc,
+                               jn_buf_t *scratch)
+{
     memset(&it->info, 0, sizeof it->info);
     it->p = it->end = p;
     it->index = 0;
@@ -248,8 +260,22 @@ int jn_batch_iter_init(jn_batch_iter_t *it, const uint8_t *p, size_t len, bool v
     int compression = it->info.attributes & JN_BATCH_COMPRESSION_MASK;
     if (compression > 4)
         return JN_EPROTO;
-    if (compression != 0)
-        return JN_EUNSUPPORTED;
+    if (compression != 0 && !(it->info.attributes & JN_BATCH_CONTROL)) {
+        if (!scratch)
+            return JN_EUNSUPPORTED;
+        /* The records become views into |scratch|; the bounds checks of
+         * jn_batch_iter_next apply to the decompressed bytes as to any. */
+        jn_buf_reset(scratch);
+        int64_t n = jn_decompress(compression, p + JN_BATCH_HEADER_SIZE, total - JN_BATCH_HEADER_SIZE, scratch,
+                                  JN_BATCH_MAX_DECOMPRESSED);
+        if (n < 0)
+            return (int)n;
+        if ((uint64_t)it->info.record_count * RECORD_MIN_SIZE > (uint64_t)n)
+            return JN_EPROTO;
+        it->p = scratch->data ? scratch->data : p; /* p: any non-NULL pointer for an empty range */
+        it->end = it->p + n;
+        return 0;
+    }
     it->end = p + total;
     /* Control records (transaction markers) are Kafka's bookkeeping, not
      * data: a control batch iterates as empty. */

@@ -140,11 +140,11 @@ int jn_batch_builder_finish(jn_batch_builder_t *b) JN_MUST_CHECK;
  * (at most 14 bytes more than the real size). 0 when |rec| is invalid. */
 size_t jn_batch_record_size(const jn_record_t *rec);
 
-/* Iterator over the records of one complete, uncompressed batch.
+/* Iterator over the records of one complete batch.
  * jn_batch_iter_init validates the header (jn_batch_parse) and, when
  * |verify_crc|, the CRC; returns 0, JN_EPROTO, JN_ECORRUPT, or
- * JN_EUNSUPPORTED for a compressed batch (decompression arrives with the
- * Kafka door). jn_batch_iter_next returns 1 with |rec| filled (headers
+ * JN_EUNSUPPORTED for a compressed batch (use jn_batch_iter_init_scratch
+ * to read those). jn_batch_iter_next returns 1 with |rec| filled (headers
  * decoded into the iterator's header array, up to JN_BATCH_MAX_HEADERS;
  * more is JN_ETOOBIG), 0 at the end, or JN_EPROTO if a record is
  * malformed (lengths past the batch, overlong varints, record count
@@ -161,6 +161,22 @@ typedef struct jn_batch_iter {
 
 int jn_batch_iter_init(jn_batch_iter_t *it, const uint8_t *p, size_t len, bool verify_crc) JN_MUST_CHECK;
 int jn_batch_iter_next(jn_batch_iter_t *it, jn_record_t *rec) JN_MUST_CHECK;
+
+/* Like jn_batch_iter_init, but a compressed batch (gzip, snappy, lz4,
+ * zstd: see compress.h) is decompressed into |scratch|, whose content is
+ * replaced (reset first; the caller keeps and frees it, and reusing one
+ * buffer across batches makes it allocation-free once warm). The records
+ * are then views into |scratch| (keys, values, headers) and stay valid
+ * until it is changed or freed; offsets and timestamps come from the
+ * batch header as for an uncompressed batch. At most
+ * JN_BATCH_MAX_DECOMPRESSED bytes (or |scratch|'s cap when lower) are
+ * produced: more is JN_ETOOBIG. Uncompressed batches do not touch
+ * |scratch|. With |scratch| NULL this is jn_batch_iter_init. Returns 0,
+ * JN_EPROTO (bad header, unknown codec, corrupt or truncated compressed
+ * data), JN_ECORRUPT (CRC), JN_ETOOBIG, JN_ENOMEM. */
+#define JN_BATCH_MAX_DECOMPRESSED ((size_t)64 << 20)
+int jn_batch_iter_init_scratch(jn_batch_iter_t *it, const uint8_t *p, size_t len, bool verify_crc,
+                               jn_buf_t *scratch) JN_MUST_CHECK;
 
 /* Finds the subject of |rec| in stream |stream|: the ":subject" header when
  * present, the stream name otherwise. Sets *len; returns a view. */

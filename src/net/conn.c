@@ -17,7 +17,14 @@
  * Output: |out| collects plaintext. A flush encrypts it into |enc| (TLS),
  * tries uv_try_write, and hands the rest to uv_write with the buffers
  * swapped, so the bytes in flight stay alive in |wbuf| until the write
- * callback. Flushes happen at the end of a read callback and from the
+ * callback. File ranges (jn_conn_sendfile, plain TCP only) make the output
+ * a queue: the bytes of |out| written before the range become a memory
+ * segment, the range a file segment, and |out| collects what comes after;
+ * segments leave in order before |out|. A file segment goes out with
+ * sendfile(2) on the non-blocking socket; when the socket is full, one
+ * chunk is pread into |wbuf| and handed to uv_write, whose callback says
+ * the socket is writable again and sendfile continues. TLS connections
+ * pread the range into |out| at once (it must be encrypted anyway). Flushes happen at the end of a read callback and from the
  * group's idle handle (for output produced elsewhere): many writes of one
  * loop iteration leave in one syscall.
  *
@@ -30,16 +37,32 @@
  */
 #include "net_int.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
 
 #include "../common/log.h"
 
 #define IN_INITIAL 8192     /* first input buffer */
 #define IN_MIN_ROOM 2048    /* compact or grow below this much free space */
 #define TLS_RBIO_MAX 65536  /* stop reading above this much undecrypted input */
+#define FILE_CHUNK 65536    /* pread fallback of a file segment when the socket is full */
+#define SENDFILE_MAX (1u << 30) /* one sendfile call */
+
+/* A part of the output queued before |out| (see the file comment). */
+typedef struct out_seg {
+    struct out_seg *next;
+    jn_buf_t mem;             /* memory segment: the bytes still to send */
+    int fd;                   /* file segment; -1 for memory */
+    uint64_t pos;             /* file: next byte to send */
+    size_t len;               /* file: bytes left */
+    void *ref;                /* file: kept alive until sent or dropped */
+    void (*unref)(void *ref);
+} out_seg_t;
 
 enum conn_state {
     CS_OPEN,     /* delivering input, accepting output */
@@ -64,6 +87,9 @@ struct jn_conn {
     jn_buf_t enc;               /* TLS: ciphertext queued */
     jn_buf_t wbuf;              /* bytes of the uv_write in flight */
     size_t woff;                /* bytes of wbuf already written by uv_try_write */
+    out_seg_t *sq_head, *sq_tail; /* output queued before |out| (plain TCP) */
+    size_t sq_mem;              /* bytes of memory segments */
+    size_t sq_file;             /* bytes of file segments (count for high water, not out_max) */
     size_t out_hw, out_max;
     union {                     /* never both in flight: shutdown waits for the write */
         uv_write_t wreq;
@@ -194,10 +220,24 @@ static void conn_after_cb(jn_conn_t *c)
     }
 }
 
+static void seg_free(out_seg_t *s)
+{
+    if (s->unref)
+        s->unref(s->ref);
+    jn_buf_free(&s->mem);
+    free(s);
+}
+
 static void on_conn_closed(uv_handle_t *hd)
 {
     jn_conn_t *c = hd->data;
     jn_net_t *net = c->net;
+    /* Ranges never sent: their files may go now. */
+    while (c->sq_head) {
+        out_seg_t *s = c->sq_head;
+        c->sq_head = s->next;
+        seg_free(s);
+    }
     free(c->in);
     jn_buf_free(&c->out);
     jn_buf_free(&c->enc);
@@ -265,7 +305,7 @@ static void on_shutdown(uv_shutdown_t *sr, int status)
 
 size_t jn_conn_pending(const jn_conn_t *c)
 {
-    return c->out.len + c->enc.len + (c->writing ? c->wbuf.len - c->woff : 0);
+    return c->out.len + c->enc.len + c->sq_mem + c->sq_file + (c->writing ? c->wbuf.len - c->woff : 0);
 }
 
 /* The output is flushed: send close_notify (TLS), then shut down. */
@@ -348,6 +388,101 @@ static void conn_send(jn_conn_t *c, jn_buf_t *src)
     c->writing = true;
 }
 
+/* Queues a chunk of file segment |s| through uv_write: the socket is full
+ * (or sendfile cannot be used on this file), and the write callback will
+ * say when it takes more. */
+static void send_file_chunk(jn_conn_t *c, out_seg_t *s)
+{
+    size_t n = s->len < FILE_CHUNK ? s->len : FILE_CHUNK;
+    jn_buf_reset(&c->wbuf);
+    if (n > c->wbuf.max)
+        n = c->wbuf.max;
+    if (jn_buf_reserve(&c->wbuf, n) < 0) {
+        conn_finish(c, JN_ENOMEM);
+        return;
+    }
+    ssize_t r;
+    do
+        r = pread(s->fd, c->wbuf.data, n, (off_t)s->pos);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        jn_warn("net: %s: reading queued file range: %s", c->peer, r == 0 ? "short file" : strerror(errno));
+        conn_finish(c, JN_EIO);
+        return;
+    }
+    c->wbuf.len = (size_t)r;
+    c->woff = 0;
+    s->pos += (uint64_t)r;
+    s->len -= (size_t)r;
+    c->sq_file -= (size_t)r;
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)r);
+    c->req.wreq.data = c;
+    c->t_write = uv_now(c->net->loop);
+    if (uv_write(&c->req.wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        conn_finish(c, c->state == CS_OPEN ? JN_ECLOSED : 0);
+        return;
+    }
+    c->writing = true;
+}
+
+/* Sends file segment |s| with sendfile until it is done, the socket is
+ * full (a chunk then goes through uv_write), or the conn failed. */
+static void send_file_seg(jn_conn_t *c, out_seg_t *s)
+{
+    int sock;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &sock) < 0) {
+        conn_finish(c, JN_EIO);
+        return;
+    }
+    while (s->len > 0) {
+        off_t off = (off_t)s->pos;
+        ssize_t n = sendfile(sock, s->fd, &off, s->len < SENDFILE_MAX ? s->len : SENDFILE_MAX);
+        if (n > 0) {
+            uint64_t now = uv_now(c->net->loop);
+            s->pos += (uint64_t)n;
+            s->len -= (size_t)n;
+            c->sq_file -= (size_t)n;
+            c->t_write = c->t_active = now;
+            conn_count_out(c, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)) {
+            conn_finish(c, c->state == CS_OPEN ? JN_ECLOSED : 0);
+            return;
+        }
+        /* EAGAIN: wait for room through uv_write. n == 0 (a file shorter
+         * than promised) and EINVAL/ENOSYS (a file sendfile cannot read)
+         * take the same path, where pread reports or works around them. */
+        send_file_chunk(c, s);
+        return;
+    }
+}
+
+/* Sends the queued segments in order; stops at a write in flight. */
+static void send_queue(jn_conn_t *c)
+{
+    while (c->sq_head && !c->writing && c->state < CS_SHUTTING) {
+        out_seg_t *s = c->sq_head;
+        if (s->fd < 0) {
+            /* All of it leaves now or moves into |wbuf| (counted there). */
+            c->sq_mem -= s->mem.len;
+            conn_send(c, &s->mem);
+            if (c->state == CS_CLOSED)
+                return;
+        } else {
+            send_file_seg(c, s);
+            if (c->state == CS_CLOSED || s->len > 0)
+                return;
+        }
+        c->sq_head = s->next;
+        if (!c->sq_head)
+            c->sq_tail = NULL;
+        seg_free(s);
+    }
+}
+
 /* Moves TLS output (plaintext in |out|, handshake records) into |enc|. */
 static int tls_encrypt(jn_conn_t *c)
 {
@@ -382,7 +517,9 @@ static void conn_flush(jn_conn_t *c)
         }
         conn_send(c, &c->enc);
     } else {
-        conn_send(c, &c->out);
+        send_queue(c);
+        if (c->state != CS_CLOSED && !c->sq_head)
+            conn_send(c, &c->out);
     }
     if (c->state == CS_CLOSED)
         return;
@@ -446,7 +583,7 @@ static int out_room(jn_conn_t *c, size_t n)
 {
     if (c->state != CS_OPEN)
         return JN_ECLOSED;
-    size_t pend = jn_conn_pending(c);
+    size_t pend = jn_conn_pending(c) - c->sq_file; /* the cap is on memory */
     if (n > c->out_max || pend > c->out_max - n)
         return JN_ETOOBIG;
     return 0;
@@ -485,6 +622,77 @@ int jn_conn_writev(jn_conn_t *c, const struct iovec *iov, int iovcnt)
     }
     if (total)
         conn_wrote(c);
+    return 0;
+}
+
+/* TLS: the range is read into |out| now, to be encrypted with the rest. */
+static int sendfile_tls(jn_conn_t *c, int fd, uint64_t off, size_t len)
+{
+    int rc = out_room(c, len);
+    if (rc < 0 || (rc = jn_buf_reserve(&c->out, len)) < 0)
+        return rc;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, c->out.data + c->out.len + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return JN_EIO;
+        got += (size_t)r;
+    }
+    c->out.len += len;
+    return 0;
+}
+
+int jn_conn_sendfile(jn_conn_t *c, int fd, uint64_t off, size_t len, void *ref, void (*unref)(void *ref))
+{
+    if (fd < 0 || off > (uint64_t)INT64_MAX - len)
+        return JN_EINVAL;
+    if (c->state != CS_OPEN)
+        return JN_ECLOSED;
+    if (len == 0 || c->ssl) {
+        int rc = len ? sendfile_tls(c, fd, off, len) : 0;
+        if (rc < 0)
+            return rc;
+        if (unref)
+            unref(ref);
+        if (len)
+            conn_wrote(c);
+        return 0;
+    }
+    out_seg_t *m = NULL, *f = calloc(1, sizeof *f);
+    if (!f)
+        return JN_ENOMEM;
+    if (c->out.len) {
+        /* What was written before the range leaves before it: |out|
+         * becomes a memory segment and starts over empty. */
+        if (!(m = calloc(1, sizeof *m))) {
+            free(f);
+            return JN_ENOMEM;
+        }
+        m->fd = -1;
+        m->mem = c->out;
+        jn_buf_init(&c->out, m->mem.max);
+        c->sq_mem += m->mem.len;
+        if (c->sq_tail)
+            c->sq_tail->next = m;
+        else
+            c->sq_head = m;
+        c->sq_tail = m;
+    }
+    f->fd = fd;
+    f->pos = off;
+    f->len = len;
+    f->ref = ref;
+    f->unref = unref;
+    jn_buf_init(&f->mem, 0);
+    c->sq_file += len;
+    if (c->sq_tail)
+        c->sq_tail->next = f;
+    else
+        c->sq_head = f;
+    c->sq_tail = f;
+    conn_wrote(c);
     return 0;
 }
 

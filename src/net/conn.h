@@ -23,8 +23,9 @@
  * nor grown nor freed, so a handler may pause, keep views into unconsumed
  * bytes, and resume when it is done with them.
  *
- * Output: jn_conn_write and friends copy into a capped buffer; nothing is
- * written to the socket inside those calls. The buffer is flushed once at
+ * Output: jn_conn_write and friends copy into a capped buffer (file
+ * ranges of jn_conn_sendfile are queued in order without copying);
+ * nothing is written to the socket inside those calls. The buffer is flushed once at
  * the end of the read callback (for output produced in on_data) or from
  * the group's idle handle in the same loop iteration (for output produced
  * elsewhere): uv_try_write first, uv_write for the rest. Above the high
@@ -190,8 +191,26 @@ uint8_t *jn_conn_reserve(jn_conn_t *conn, size_t n);
 void jn_conn_commit(jn_conn_t *conn, size_t used);
 /* The output buffer itself, for encoders built on jn_buf_* (append, then
  * truncate b->len back to a saved mark to undo). Call jn_conn_commit(conn,
- * 0) after appending so that a flush is scheduled. NULL when closing. */
+ * 0) after appending so that a flush is scheduled. NULL when closing. A
+ * jn_conn_sendfile call empties it (what it held is queued before the
+ * file range): marks taken before that call are void after it. */
 jn_buf_t *jn_conn_outbuf(jn_conn_t *conn);
+/* Zero-copy output: queues |len| bytes of file |fd| from offset |off|,
+ * after everything written so far and before anything written later
+ * (the order of the byte stream is the order of the calls). Plain TCP
+ * sends the range with sendfile(2), continuing across partial writes;
+ * TLS reads it into the output buffer now (it must be encrypted). The
+ * file must hold the range until it is sent: on success the conn owns
+ * |ref| and calls |unref|(ref) exactly once (NULL: never) when the range
+ * is no longer needed: sent, read (TLS, possibly before this returns), or
+ * dropped when the conn closes. File bytes count in jn_conn_pending and
+ * for high water, but not against out_max (they take no memory), except
+ * on TLS. Returns 0, JN_EINVAL (fd < 0, range overflows), JN_ECLOSED,
+ * JN_ENOMEM, and for TLS JN_ETOOBIG (over out_max) or JN_EIO (the file is
+ * shorter or unreadable); on error nothing is queued and |unref| is not
+ * called. */
+int jn_conn_sendfile(jn_conn_t *conn, int fd, uint64_t off, size_t len, void *ref,
+                     void (*unref)(void *ref)) JN_MUST_CHECK;
 /* Bytes queued and not yet taken by the kernel (TLS: ciphertext). */
 size_t jn_conn_pending(const jn_conn_t *conn);
 /* Whether pending output is above high water. A true answer promises an

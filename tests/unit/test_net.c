@@ -6,6 +6,8 @@
  * main thread asserts after the loop ends, since cmocka's assertions are
  * not thread-safe. Handlers are chosen by the first byte line a test
  * sends ("echo", "lines", "switch"...), so one accept callback serves all.
+ * The sendfile tests queue ranges of a pattern file in a mkdtemp()
+ * directory between written bytes and check the byte stream's order.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -55,6 +58,14 @@ struct ctx {
 
 static ctx_t *g_ctx;
 static uv_loop_t *g_loop;
+static int g_file_fd = -1; /* the pattern file of the sendfile tests */
+static int g_unrefs;       /* jn_conn_sendfile references given back */
+
+/* Byte |i| of the pattern file. */
+static uint8_t pattern(size_t i)
+{
+    return (uint8_t)((i * 7 + i / 251) % 251);
+}
 
 /* ---- client side (pthread) ---- */
 
@@ -215,6 +226,38 @@ static void write_big(jn_conn_t *nc, char fill)
     }
 }
 
+static void count_unref(void *ref)
+{
+    (void)ref;
+    g_unrefs++;
+}
+
+/* "file N": A, bytes [0, N) of the file, B, bytes [100, 5100), C, then a
+ * graceful close. "fdrop N": a range of N queued, then abort. */
+static void file_line(jn_conn_t *nc, const char *line, size_t ll)
+{
+    char num[32];
+    bool drop = ll > 6 && memcmp(line, "fdrop ", 6) == 0;
+    size_t skip = drop ? 6 : 5;
+    size_t nl = ll - skip < sizeof num - 1 ? ll - skip : sizeof num - 1;
+    memcpy(num, line + skip, nl);
+    num[nl] = '\0';
+    size_t len = strtoul(num, NULL, 10);
+    assert_int_equal(jn_conn_write(nc, "A", 1), 0);
+    assert_int_equal(jn_conn_sendfile(nc, g_file_fd, 0, len, nc, count_unref), 0);
+    if (drop) {
+        jn_conn_abort(nc);
+        return;
+    }
+    assert_int_equal(jn_conn_sendfile(nc, -1, 0, 1, NULL, NULL), JN_EINVAL);
+    assert_int_equal(jn_conn_write(nc, "B", 1), 0);
+    assert_int_equal(jn_conn_sendfile(nc, g_file_fd, 100, 5000, nc, count_unref), 0);
+    assert_int_equal(jn_conn_sendfile(nc, g_file_fd, 0, 0, nc, count_unref), 0); /* empty: unref at once */
+    assert_int_equal(jn_conn_write(nc, "C", 1), 0);
+    jn_conn_close(nc);
+    assert_int_equal(jn_conn_sendfile(nc, g_file_fd, 0, 1, nc, count_unref), JN_ECLOSED);
+}
+
 static size_t lines_data(jn_conn_t *nc, const uint8_t *d, size_t n)
 {
     size_t used = 0;
@@ -227,6 +270,10 @@ static size_t lines_data(jn_conn_t *nc, const uint8_t *d, size_t n)
         size_t ll = (size_t)(nl - (d + used));
         const char *line = (const char *)d + used;
         used += ll + 1;
+        if (ll > 5 && (memcmp(line, "file ", 5) == 0 || memcmp(line, "fdrop ", 6) == 0)) {
+            file_line(nc, line, ll);
+            return used;
+        }
         if (ll == 6 && memcmp(line, "switch", 6) == 0) {
             jn_conn_set_handler(nc, &b_handler, NULL);
             return used; /* the rest goes to b_handler */
@@ -536,6 +583,89 @@ static void test_timeouts(void **state)
     free(x);
 }
 
+#define FILE_BIG (16u << 20) /* more than a loopback socket buffers */
+#define FILE_TLS (1u << 20)  /* TLS reads the range into out (cap 4 MiB) */
+
+/* Reads the whole answer to "file N" and checks it byte by byte; returns
+ * 1 when it is A, file[0,N), B, file[100,5100), C. */
+static long check_file_answer(cli_t *c, size_t n, long *total)
+{
+    size_t want = n + 5000 + 3, got = 0;
+    uint8_t *b = malloc(want + 1);
+    for (;;) {
+        ssize_t r = cli_read(c, (char *)b + got, want + 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (got == want + 1)
+            break;
+    }
+    *total = (long)got;
+    long ok = got == want && b[0] == 'A' && b[n + 1] == 'B' && b[want - 1] == 'C';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = b[1 + i] == pattern(i);
+    for (size_t i = 0; ok && i < 5000; i++)
+        ok = b[n + 2 + i] == pattern(100 + i);
+    free(b);
+    return ok;
+}
+
+static void c_sendfile(ctx_t *x)
+{
+    char line[64];
+    /* Plain: the client reads late, so sendfile fills the socket and
+     * continues across partial writes. */
+    cli_t *c = cli_open(x->port, false);
+    snprintf(line, sizeof line, "file %u\n", FILE_BIG);
+    cli_send(c, line);
+    usleep(200000);
+    x->rc[0] = check_file_answer(c, FILE_BIG, &x->rc[1]);
+    cli_close(c);
+    /* TLS: the same byte stream. */
+    c = cli_open(x->tls_port, true);
+    snprintf(line, sizeof line, "file %u\n", FILE_TLS);
+    cli_send(c, line);
+    x->rc[2] = check_file_answer(c, FILE_TLS, &x->rc[3]);
+    cli_close(c);
+    /* Aborted with a range queued: the reference is still given back. */
+    c = cli_open(x->port, false);
+    snprintf(line, sizeof line, "fdrop %u\n", FILE_BIG);
+    cli_send(c, line);
+    x->rc[4] = cli_drain(c, NULL);
+    cli_close(c);
+    usleep(50000);
+}
+
+static void test_sendfile_order_partial(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_net_sf.XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/pattern", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < FILE_BIG; i++)
+        fputc(pattern(i), f);
+    fclose(f);
+    g_file_fd = open(path, O_RDONLY);
+    assert_true(g_file_fd >= 0);
+    g_unrefs = 0;
+    ctx_t *x = run(c_sendfile, H_LINES, true);
+    assert_int_equal(x->rc[1], FILE_BIG + 5003);
+    assert_int_equal(x->rc[0], 1);
+    assert_int_equal(x->rc[3], FILE_TLS + 5003);
+    assert_int_equal(x->rc[2], 1);
+    assert_true(x->rc[4] < (long)FILE_BIG + 1); /* aborted before all of it */
+    /* Per "file": two ranges and an empty one; "fdrop": one. */
+    assert_int_equal(g_unrefs, 3 + 3 + 1);
+    assert_int_equal(x->closes, 3);
+    close(g_file_fd);
+    g_file_fd = -1;
+    unlink(path);
+    rmdir(dir);
+    free(x);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -553,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_partial_pause_switch_overflow),
         cmocka_unit_test(test_backpressure_graceful_close),
         cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_sendfile_order_partial),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

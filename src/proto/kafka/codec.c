@@ -13,7 +13,11 @@
 /* Supported and advertised ranges. Kept in key order (ApiVersions lists
  * them as they are here). The flexible thresholds are Kafka's. */
 static const jn_kafka_api_range_t apis[] = {
-    {JN_KAPI_PRODUCE, 3, 9, 9, "Produce"},
+    /* Produce from v0, as Kafka 3 brokers advertise it: librdkafka before
+     * 2.10 compresses with gzip, snappy and lz4 only when the broker's
+     * Produce range includes v0. v0-2 requests are parsed and answered;
+     * their message sets v0/v1 get UNSUPPORTED_FOR_MESSAGE_FORMAT. */
+    {JN_KAPI_PRODUCE, 0, 9, 9, "Produce"},
     {JN_KAPI_FETCH, 4, 12, 12, "Fetch"},
     {JN_KAPI_LIST_OFFSETS, 1, 7, 6, "ListOffsets"},
     {JN_KAPI_METADATA, 0, 12, 9, "Metadata"},

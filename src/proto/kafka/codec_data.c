@@ -39,8 +39,11 @@ int jn_kafka_decode_metadata(jn_kreader_t *r, int16_t v, jn_karena_t *a, jn_kafk
 
 int jn_kafka_decode_produce(jn_kreader_t *r, int16_t v, jn_karena_t *a, jn_kafka_produce_req_t *out)
 {
-    (void)v;
-    out->transactional_id = jn_kr_nstr(r);
+    /* v0-2 have no transactional id (message sets v0/v1 follow). */
+    if (v >= 3)
+        out->transactional_id = jn_kr_nstr(r);
+    else
+        out->transactional_id = (jn_kstr_t){NULL, -1};
     out->acks = jn_kr_i16(r);
     out->timeout_ms = jn_kr_i32(r);
     out->ntopics = jn_kr_array(r, false, 2);

@@ -112,6 +112,18 @@ jn_stream_t *jn__kafka_topic(kconn_t *kc, jn_kstr_t name, bool create, int16_t *
 
 /* ---- responses ---- */
 
+void jn__kafka_begin_buf(kconn_t *kc, jn_kwriter_t *w, jn_buf_t *b)
+{
+    jn_kwriter_init(w, b, false);
+    jn_kw_i32(w, 0); /* size, patched by the caller */
+    jn_kw_i32(w, kc->hdr.correlation_id);
+    if (jn_kafka_response_header_version(kc->hdr.api_key, kc->hdr.api_version) >= 1) {
+        w->flex = true;
+        jn_kw_tags(w);
+    }
+    w->flex = kc->hdr.flexible;
+}
+
 void jn__kafka_begin(kconn_t *kc, jn_kwriter_t *w, size_t *mark)
 {
     jn_buf_t *out = jn_conn_outbuf(kc->conn);
@@ -123,14 +135,7 @@ void jn__kafka_begin(kconn_t *kc, jn_kwriter_t *w, size_t *mark)
         return;
     }
     *mark = out->len;
-    jn_kwriter_init(w, out, false);
-    jn_kw_i32(w, 0); /* size, patched by end */
-    jn_kw_i32(w, kc->hdr.correlation_id);
-    if (jn_kafka_response_header_version(kc->hdr.api_key, kc->hdr.api_version) >= 1) {
-        w->flex = true;
-        jn_kw_tags(w);
-    }
-    w->flex = kc->hdr.flexible;
+    jn__kafka_begin_buf(kc, w, out);
 }
 
 void jn__kafka_end(kconn_t *kc, jn_kwriter_t *w, size_t mark)
@@ -344,6 +349,7 @@ static void on_close(jn_conn_t *conn, int reason)
         jn_list_remove(&kc->node);
     jn_kgroups_cancel(kc->k->groups, kc);
     jn__kafka_produce_cancel(kc);
+    jn__kafka_offset_commit_cancel(kc);
     jn_karena_free(&kc->arena);
     free(kc->scram_auth);
     free(kc);

@@ -1,11 +1,11 @@
 /* kafka_data.c - the data path of the Kafka door: Metadata (with topic
  * auto-creation), Produce (batches appended as received; idempotent
- * producers' sequence checks), Fetch (long-polling), ListOffsets and
- * InitProducerId.
+ * producers' sequence checks), Fetch (long-polling, records sent from the
+ * segment files with jn_conn_sendfile), ListOffsets and InitProducerId.
  *
- * Produced batches are stored byte for byte, compressed ones included;
- * other doors cannot decode compressed batches yet (the core's iterator
- * returns JN_EUNSUPPORTED for them), see docs/kafka.md.
+ * Produced batches are stored byte for byte, compressed ones included; the
+ * core decompresses them when another door needs the records
+ * (jn_batch_iter_init_scratch), see docs/kafka.md.
  */
 #include "kafka_int.h"
 
@@ -239,7 +239,8 @@ static void write_produce_response(kconn_t *kc, const jn_kafka_produce_req_t *re
             jn_kw_i32(&w, t->parts[j].index);
             jn_kw_i16(&w, pw->error);
             jn_kw_i64(&w, pw->error ? -1 : pw->base_offset);
-            jn_kw_i64(&w, -1); /* log_append_time: CreateTime topics */
+            if (v >= 2)
+                jn_kw_i64(&w, -1); /* log_append_time: CreateTime topics */
             if (v >= 5)
                 jn_kw_i64(&w, pw->log_start);
             if (v >= 8) {
@@ -250,7 +251,8 @@ static void write_produce_response(kconn_t *kc, const jn_kafka_produce_req_t *re
         }
         jn_kw_tags(&w);
     }
-    jn_kw_i32(&w, 0); /* throttle */
+    if (v >= 1)
+        jn_kw_i32(&w, 0); /* throttle */
     jn_kw_tags(&w);
     jn__kafka_end(kc, &w, mark);
 }
@@ -304,6 +306,10 @@ static int16_t produce_partition(kconn_t *kc, jn_stream_t *s, uint32_t part, con
         return JN_KERR_CORRUPT_MESSAGE;
     while (off < len) {
         jn_batch_info_t bi;
+        /* The magic byte is at 16 in every format: message sets v0/v1
+         * (Produce v0-2 clients) are valid Kafka, just not stored here. */
+        if (len - off > 16 && p[off + 16] < JN_BATCH_MAGIC)
+            return JN_KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT;
         int sz = jn_batch_parse(p + off, len - off, pc->max_batch_bytes, &bi);
         if (sz < 0)
             return sz == JN_ETOOBIG ? JN_KERR_MESSAGE_TOO_LARGE : JN_KERR_CORRUPT_MESSAGE;
@@ -497,44 +503,67 @@ void jn__kafka_init_producer_id(kconn_t *kc, const jn_kafka_init_producer_id_req
     jn__kafka_end(kc, &w, mark);
 }
 
-/* ---- Fetch ---- */
+/* ---- Fetch ----
+ *
+ * Zero copy: the response is encoded into a buffer of its own, with a
+ * hole wherever a partition's records are a range of a segment file
+ * (jn_plog_slice). Once the size is known, the parts go out in order: the
+ * bytes before the first hole, the file range (jn_conn_sendfile: sendfile
+ * on plain TCP), the bytes up to the next hole, and so on. The records
+ * field is a length-prefixed blob in every version (int32 or, flexible,
+ * an unsigned varint of length + 1), so the prefix is written before the
+ * hole and nothing after it depends on the bytes. Records still in the
+ * log's tail buffer (not yet written to the file) are copied. */
+
+typedef struct fetch_hole {
+    size_t at;                /* position in the encoded response */
+    jn_plog_slice_t sl;       /* the range; sl.seg is our reference */
+} fetch_hole_t;
 
 typedef struct fetch_state {
-    size_t bytes;    /* records bytes so far */
-    bool errors;     /* a partition has an error: answer now */
+    size_t bytes;        /* records bytes so far */
+    bool errors;         /* a partition has an error: answer now */
+    fetch_hole_t *holes; /* file ranges, in response order */
+    int32_t nholes, capholes;
 } fetch_state_t;
 
-/* Reads the batches at |fp|'s offset within |budget| and appends them to
- * |out|; returns the bytes appended or a Kafka error (negated). Only the
- * first batch of a response may pass the limits (as Kafka does): later
- * partitions drop a batch that does not fit. */
-static int64_t fetch_read(jn_plog_t *log, const jn_kafka_fetch_part_t *fp, size_t budget, bool first,
-                          jn_buf_t *out)
+static void seg_unref(void *seg)
 {
-    size_t mark = out->len;
-    int rc = jn_plog_read(log, fp->fetch_offset, budget, out);
+    jn_plog_segment_unref(seg);
+}
+
+static void fetch_drop_holes(fetch_state_t *st)
+{
+    for (int32_t i = 0; i < st->nholes; i++)
+        jn_plog_segment_unref(st->holes[i].sl.seg);
+    st->nholes = 0;
+}
+
+/* Finds the batches at |fp|'s offset within |budget|: *sl is a file range
+ * (or memory of the tail buffer). Returns the bytes, 0 for nothing now, or
+ * a Kafka error (negated). Only the first batch of a response may pass the
+ * limits (as Kafka does): later partitions drop a batch that does not fit. */
+static int64_t fetch_slice(jn_plog_t *log, const jn_kafka_fetch_part_t *fp, size_t budget, bool first,
+                           jn_plog_slice_t *sl)
+{
+    int rc = jn_plog_slice(log, fp->fetch_offset, budget, sl);
     if (rc == JN_ERANGE)
         return -JN_KERR_OFFSET_OUT_OF_RANGE;
-    if (rc == JN_ETOOBIG) {
-        out->len = mark; /* the connection's output is full: send nothing now */
-        return 0;
-    }
     if (rc < 0)
         return -JN_KERR_KAFKA_STORAGE_ERROR;
-    if (!first && (size_t)rc > budget) {
-        out->len = mark;
+    if (sl->len == 0 || (!first && sl->len > budget) || sl->len > INT32_MAX) {
+        if (sl->seg)
+            jn_plog_segment_unref(sl->seg);
+        sl->seg = NULL;
         return 0;
     }
-    return rc;
+    return (int64_t)sl->len;
 }
 
 /* Writes one partition of the response (or, with |w| NULL, only probes
- * whether it has data or an error). The records go straight into the
- * connection's output for classic versions (fixed-size length, patched
- * after the read); flexible versions need the length first, as a varint,
- * so they go through |tmp|. */
+ * whether it has data or an error). */
 static void fetch_partition(jn_kwriter_t *w, int16_t v, jn_stream_t *s, int16_t terr,
-                            const jn_kafka_fetch_part_t *fp, size_t max_total, fetch_state_t *st, jn_buf_t *tmp)
+                            const jn_kafka_fetch_part_t *fp, size_t max_total, fetch_state_t *st)
 {
     int16_t err = terr;
     jn_plog_t *log = NULL;
@@ -559,8 +588,13 @@ static void fetch_partition(jn_kwriter_t *w, int16_t v, jn_stream_t *s, int16_t 
             st->bytes += 1; /* something is there */
         return;
     }
+    jn_plog_slice_t sl = {0};
+    int64_t got = 0;
+    if (want && !w->err && st->nholes < st->capholes)
+        got = fetch_slice(log, fp, budget, st->bytes == 0, &sl);
+    if (got < 0)
+        err = (int16_t)-got;
     jn_kw_i32(w, fp->partition);
-    size_t epos = w->b ? w->b->len : 0;
     jn_kw_i16(w, err);
     jn_kw_i64(w, hw);
     jn_kw_i64(w, hw); /* last stable offset: no transactions */
@@ -569,32 +603,55 @@ static void fetch_partition(jn_kwriter_t *w, int16_t v, jn_stream_t *s, int16_t 
     jn_kw_array(w, 0); /* aborted transactions */
     if (v >= 11)
         jn_kw_i32(w, -1);
-    int64_t got = 0;
-    if (!w->flex) {
-        size_t lpos = w->b ? w->b->len : 0;
-        jn_kw_i32(w, 0);
-        if (want && !w->err) {
-            got = fetch_read(log, fp, budget, st->bytes == 0, w->b);
-            if (got > 0)
-                jn_store_be32(w->b->data + lpos, (uint32_t)got);
+    if (got > 0) {
+        jn_kw_bytes_len(w, (int32_t)got);
+        if (sl.fd < 0) {
+            jn_kw_raw(w, sl.mem, sl.len); /* the tail buffer: copy now */
+            jn_plog_segment_unref(sl.seg);
+        } else if (!w->err) {
+            st->holes[st->nholes].at = w->b->len;
+            st->holes[st->nholes].sl = sl;
+            st->nholes++;
+        } else {
+            jn_plog_segment_unref(sl.seg);
         }
-    } else {
-        jn_buf_reset(tmp);
-        if (want)
-            got = fetch_read(log, fp, budget, st->bytes == 0, tmp);
-        jn_kw_bytes_len(w, (int32_t)tmp->len);
-        jn_kw_raw(w, tmp->data, tmp->len);
-    }
-    if (got < 0) {
-        err = (int16_t)-got;
-        if (!w->err)
-            jn_store_be16(w->b->data + epos, (uint16_t)err);
-    } else {
         st->bytes += (size_t)got;
+    } else {
+        jn_kw_bytes_len(w, 0);
     }
     if (err)
         st->errors = true;
     jn_kw_tags(w);
+}
+
+/* Queues the encoded response |b| with its holes filled from the files. */
+static int fetch_send(kconn_t *kc, jn_buf_t *b, fetch_state_t *st)
+{
+    uint64_t total = b->len - 4;
+    for (int32_t i = 0; i < st->nholes; i++)
+        total += st->holes[i].sl.len;
+    if (total > INT32_MAX)
+        return JN_ETOOBIG;
+    jn_store_be32(b->data, (uint32_t)total);
+    size_t at = 0;
+    int rc = 0;
+    int32_t i = 0;
+    for (; i < st->nholes && rc == 0; i++) {
+        fetch_hole_t *h = &st->holes[i];
+        rc = jn_conn_write(kc->conn, b->data + at, h->at - at);
+        if (rc == 0)
+            rc = jn_conn_sendfile(kc->conn, h->sl.fd, h->sl.pos, h->sl.len, h->sl.seg, seg_unref);
+        if (rc == 0)
+            h->sl.seg = NULL; /* the conn owns the reference now */
+        at = h->at;
+    }
+    if (rc == 0)
+        rc = jn_conn_write(kc->conn, b->data + at, b->len - at);
+    for (int32_t k = 0; k < st->nholes; k++)
+        if (st->holes[k].sl.seg)
+            jn_plog_segment_unref(st->holes[k].sl.seg);
+    st->nholes = 0;
+    return rc;
 }
 
 void jn__kafka_fetch(kconn_t *kc, const jn_kafka_fetch_req_t *req, bool final)
@@ -604,8 +661,6 @@ void jn__kafka_fetch(kconn_t *kc, const jn_kafka_fetch_req_t *req, bool final)
     size_t max_total = req->max_bytes > 0 ? (size_t)req->max_bytes : 0;
     if (max_total > KAFKA_FETCH_RESPONSE_MAX)
         max_total = KAFKA_FETCH_RESPONSE_MAX;
-    jn_buf_t tmp;
-    jn_buf_init(&tmp, KAFKA_FETCH_RESPONSE_MAX + (16u << 20));
     /* Probe pass: is there anything (or an error) to answer with now? */
     if (!final && req->max_wait_ms > 0) {
         fetch_state_t probe = {0};
@@ -614,24 +669,31 @@ void jn__kafka_fetch(kconn_t *kc, const jn_kafka_fetch_req_t *req, bool final)
             int16_t terr = 0;
             jn_stream_t *s = jn__kafka_topic(kc, t->name, false, &terr);
             for (int32_t j = 0; j < t->nparts; j++)
-                fetch_partition(NULL, v, s, terr, &t->parts[j], max_total, &probe, &tmp);
+                fetch_partition(NULL, v, s, terr, &t->parts[j], max_total, &probe);
         }
         if (!probe.errors && probe.bytes == 0) {
             if (!was_parked)
                 jn__kafka_fetch_park(kc, jn__kafka_now() + req->max_wait_ms);
-            jn_buf_free(&tmp);
             return;
         }
     }
+    fetch_state_t st = {0};
+    int64_t nparts = 0;
+    for (int32_t i = 0; i < req->ntopics; i++)
+        nparts += req->topics[i].nparts;
+    /* One hole per partition at most; the request arena already bounded
+     * the count. Without the array every partition answers empty. */
+    if (nparts > 0 && (st.holes = calloc((size_t)nparts, sizeof *st.holes)))
+        st.capholes = (int32_t)nparts;
+    jn_buf_t b;
+    jn_buf_init(&b, KAFKA_FETCH_RESPONSE_MAX + (16u << 20));
     jn_kwriter_t w;
-    size_t mark;
-    jn__kafka_begin(kc, &w, &mark);
+    jn__kafka_begin_buf(kc, &w, &b);
     jn_kw_i32(&w, 0); /* throttle */
     if (v >= 7) {
         jn_kw_i16(&w, 0);
         jn_kw_i32(&w, 0); /* no fetch sessions: every fetch is a full one */
     }
-    fetch_state_t st = {0};
     jn_kw_array(&w, req->ntopics);
     for (int32_t i = 0; i < req->ntopics; i++) {
         const jn_kafka_fetch_topic_t *t = &req->topics[i];
@@ -648,23 +710,34 @@ void jn__kafka_fetch(kconn_t *kc, const jn_kafka_fetch_req_t *req, bool final)
         jn_kw_str(&w, t->name.p, t->name.len);
         jn_kw_array(&w, t->nparts);
         for (int32_t j = 0; j < t->nparts; j++)
-            fetch_partition(&w, v, s, terr, &t->parts[j], max_total, &st, &tmp);
+            fetch_partition(&w, v, s, terr, &t->parts[j], max_total, &st);
         jn_kw_tags(&w);
     }
     jn_kw_tags(&w);
-    jn_buf_free(&tmp);
     if (!final && !st.errors && st.bytes < (size_t)(req->min_bytes > 0 ? req->min_bytes : 0) &&
         req->max_wait_ms > 0) {
         /* Not enough yet: drop what was encoded and keep waiting. */
-        if (w.b)
-            w.b->len = mark;
+        fetch_drop_holes(&st);
         if (!was_parked)
             jn__kafka_fetch_park(kc, jn__kafka_now() + req->max_wait_ms);
-        return;
+        goto done;
     }
-    jn__kafka_end(kc, &w, mark);
+    int rc = w.err;
+    if (rc == 0)
+        rc = fetch_send(kc, &b, &st);
+    fetch_drop_holes(&st);
+    if (rc < 0 && rc != JN_ECLOSED) {
+        /* Part of the answer may be queued already: the stream cannot
+         * be repaired, so the connection goes (as in jn__kafka_end). */
+        jn_warn("kafka: %s: cannot send a fetch response (%s)", jn_conn_peer(kc->conn), jn_strerror(rc));
+        jn_conn_abort(kc->conn);
+        goto done;
+    }
     if (was_parked)
         jn__kafka_unpark(kc);
+done:
+    jn_buf_free(&b);
+    free(st.holes);
 }
 
 /* ---- ListOffsets ---- */

@@ -241,9 +241,59 @@ static bool may_read_topic(kconn_t *kc, jn_kstr_t name)
     return jn__kafka_may(kc, JN_PERM_SUBSCRIBE, f, n + 2);
 }
 
-void jn__kafka_offset_commit(kconn_t *kc, const jn_kafka_offset_commit_req_t *req)
+/* Writes the OffsetCommit response from the per-partition errors of
+ * jn__kafka_offset_commit; |status| < 0 when the commits did not become
+ * durable (then every committed partition reports a storage error). */
+static void write_commit(kconn_t *kc, const jn_kafka_offset_commit_req_t *req, const int16_t *errs, int status)
 {
     int16_t v = kc->hdr.api_version;
+    jn_kwriter_t w;
+    size_t mark;
+    jn__kafka_begin(kc, &w, &mark);
+    if (v >= 3)
+        jn_kw_i32(&w, 0);
+    jn_kw_array(&w, req->ntopics);
+    size_t k = 0;
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        const jn_kafka_commit_topic_t *t = &req->topics[i];
+        jn_kw_str(&w, t->name.p, t->name.len);
+        jn_kw_array(&w, t->nparts);
+        for (int32_t j = 0; j < t->nparts; j++, k++) {
+            int16_t err = errs[k];
+            if (!err && status < 0)
+                err = JN_KERR_KAFKA_STORAGE_ERROR;
+            jn_kw_i32(&w, t->parts[j].partition);
+            jn_kw_i16(&w, err);
+            jn_kw_tags(&w);
+        }
+        jn_kw_tags(&w);
+    }
+    jn_kw_tags(&w);
+    jn__kafka_end(kc, &w, mark);
+}
+
+static void commit_durable(jn_durable_waiter_t *dw, int status)
+{
+    kconn_t *kc = jn_container_of(dw, kconn_t, commit_wait);
+    if (kc->park != KPARK_COMMIT)
+        return;
+    write_commit(kc, (const jn_kafka_offset_commit_req_t *)kc->req, kc->commit_errs, status);
+    kc->commit_errs = NULL;
+    jn__kafka_unpark(kc);
+}
+
+void jn__kafka_offset_commit_cancel(kconn_t *kc)
+{
+    if (kc->park == KPARK_COMMIT)
+        jn_plog_cancel_durable(&kc->commit_wait);
+    kc->commit_errs = NULL;
+}
+
+/* Commits every partition at once (visible to OffsetFetch immediately),
+ * then answers once the offsets log is fsynced: one group-committed fsync
+ * for the whole request, shared with other connections committing now. */
+void jn__kafka_offset_commit(kconn_t *kc, const jn_kafka_offset_commit_req_t *req)
+{
     char group[GROUP_NAME_MAX + 1], member[256], meta[4096];
     jn__kafka_cstr(req->group_id, group, sizeof group);
     int16_t gerr = 0;
@@ -252,12 +302,17 @@ void jn__kafka_offset_commit(kconn_t *kc, const jn_kafka_offset_commit_req_t *re
     else
         gerr = jn_kgroups_commit_check(kc->k->groups, group, jn__kafka_cstr(req->member_id, member, sizeof member),
                                        req->generation_id, now_ms());
-    jn_kwriter_t w;
-    size_t mark;
-    jn__kafka_begin(kc, &w, &mark);
-    if (v >= 3)
-        jn_kw_i32(&w, 0);
-    jn_kw_array(&w, req->ntopics);
+    size_t nparts = 0;
+    for (int32_t i = 0; i < req->ntopics; i++)
+        if (req->topics[i].nparts > 0)
+            nparts += (size_t)req->topics[i].nparts;
+    int16_t *errs = jn_karena_alloc(&kc->arena, nparts ? nparts : 1, sizeof *errs);
+    if (!errs) {
+        jn_conn_abort(kc->conn);
+        return;
+    }
+    size_t k = 0;
+    bool committed = false;
     for (int32_t i = 0; i < req->ntopics; i++) {
         const jn_kafka_commit_topic_t *t = &req->topics[i];
         int16_t terr = gerr;
@@ -266,9 +321,7 @@ void jn__kafka_offset_commit(kconn_t *kc, const jn_kafka_offset_commit_req_t *re
             s = jn__kafka_topic(kc, t->name, false, &terr);
         if (!terr && !may_read_topic(kc, t->name))
             terr = JN_KERR_TOPIC_AUTHORIZATION_FAILED;
-        jn_kw_str(&w, t->name.p, t->name.len);
-        jn_kw_array(&w, t->nparts);
-        for (int32_t j = 0; j < t->nparts; j++) {
+        for (int32_t j = 0; j < t->nparts; j++, k++) {
             const jn_kafka_commit_part_t *p = &t->parts[j];
             int16_t err = terr;
             if (!err && (p->partition < 0 || (uint32_t)p->partition >= jn_stream_partitions(s)))
@@ -280,15 +333,21 @@ void jn__kafka_offset_commit(kconn_t *kc, const jn_kafka_offset_commit_req_t *re
                     err = JN_KERR_INVALID_GROUP_ID;
                 else if (rc)
                     err = JN_KERR_UNKNOWN_SERVER_ERROR;
+                else
+                    committed = true;
             }
-            jn_kw_i32(&w, p->partition);
-            jn_kw_i16(&w, err);
-            jn_kw_tags(&w);
+            errs[k] = err;
         }
-        jn_kw_tags(&w);
     }
-    jn_kw_tags(&w);
-    jn__kafka_end(kc, &w, mark);
+    if (!committed) {
+        write_commit(kc, req, errs, 0);
+        return;
+    }
+    /* Parked first: the waiter may fire inside the call (already durable,
+     * or fsync "never"), which answers and unparks at once. */
+    kc->park = KPARK_COMMIT;
+    kc->commit_errs = errs;
+    jn_broker_group_wait_durable(kc->k->broker, &kc->commit_wait, commit_durable);
 }
 
 static void write_opart(jn_kwriter_t *w, int16_t v, int32_t part, int64_t off, const char *meta, int16_t err)

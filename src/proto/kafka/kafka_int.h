@@ -44,6 +44,7 @@ enum kpark {
     KPARK_PRODUCE, /* acks=all, waiting for durability */
     KPARK_JOIN,
     KPARK_SYNC,
+    KPARK_COMMIT,  /* OffsetCommit, waiting for the offsets log's fsync */
 };
 
 enum ksasl {
@@ -80,6 +81,8 @@ typedef struct kconn {
     kprod_wait_t *waits;  /* parked produce: per-partition results */
     int32_t nwaits;
     int32_t waits_left;
+    jn_durable_waiter_t commit_wait; /* parked OffsetCommit: the commits' fsync */
+    int16_t *commit_errs;            /* parked OffsetCommit: per-partition errors (arena) */
 } kconn_t;
 
 /* Monotonic milliseconds. */
@@ -89,6 +92,9 @@ int64_t jn__kafka_now(void);
  * header; end patches the size, or drops the response and aborts the
  * connection when the writer failed. */
 void jn__kafka_begin(kconn_t *kc, jn_kwriter_t *w, size_t *mark);
+/* The same header into |b| (from its current end, which must be 0): for
+ * responses sent in parts (Fetch with file ranges). */
+void jn__kafka_begin_buf(kconn_t *kc, jn_kwriter_t *w, jn_buf_t *b);
 void jn__kafka_end(kconn_t *kc, jn_kwriter_t *w, size_t mark);
 /* Parks the current Fetch until data arrives or |deadline| (monotonic ms). */
 void jn__kafka_fetch_park(kconn_t *kc, int64_t deadline);
@@ -116,6 +122,8 @@ void jn__kafka_fetch(kconn_t *kc, const jn_kafka_fetch_req_t *req, bool final);
 void jn__kafka_list_offsets(kconn_t *kc, const jn_kafka_list_offsets_req_t *req);
 void jn__kafka_init_producer_id(kconn_t *kc, const jn_kafka_init_producer_id_req_t *req);
 void jn__kafka_produce_cancel(kconn_t *kc);
+/* The connection closes: a parked OffsetCommit's waiter must not fire. */
+void jn__kafka_offset_commit_cancel(kconn_t *kc);
 void jn__kafka_seq_free(jn_kafka_t *k);
 
 void jn__kafka_find_coordinator(kconn_t *kc, const jn_kafka_find_coordinator_req_t *req);

@@ -32,9 +32,12 @@ void jn__rest_streams_list(jn_http_req_t *req, void *arg)
     jn_principal_t p;
     if (!jn__rest_auth(r, req, &p))
         return;
+    /* Internal streams (the doors' and queues' own state) only on request. */
+    char q[8] = "";
+    bool internal = jn_http_req_query(req, "internal", q, sizeof(q)) >= 0 && strcmp(q, "true") == 0;
     json_t *arr = json_array();
     for (jn_stream_t *s = jn_broker_stream_next(r->broker, NULL); arr && s; s = jn_broker_stream_next(r->broker, s))
-        if (json_array_append_new(arr, jn_stream_json(s)) < 0) {
+        if ((internal || !jn_stream_is_internal(s)) && json_array_append_new(arr, jn_stream_json(s)) < 0) {
             json_decref(arr);
             arr = NULL;
         }
@@ -240,6 +243,8 @@ static int64_t render_records(jn_plog_t *log, jn_stream_t *s, uint32_t partition
     int64_t end = jn_plog_end_offset(log);
     jn_buf_t raw;
     jn_buf_init(&raw, REST_READ_MAX_BYTES + (64u << 20)); /* the first batch may exceed max_bytes */
+    jn_buf_t z; /* records of a compressed batch */
+    jn_buf_init(&z, JN_BATCH_MAX_DECOMPRESSED);
     int rc = 0;
     while (count < a->limit && next < end && bytes_left > 0) {
         int64_t before = next;
@@ -257,11 +262,8 @@ static int64_t render_records(jn_plog_t *log, jn_stream_t *s, uint32_t partition
                 goto done;
             }
             jn_batch_iter_t it;
-            int irc = jn_batch_iter_init(&it, raw.data + pos, (size_t)blen, false);
-            if (irc == JN_EUNSUPPORTED) {
-                /* Compressed (Kafka) batches cannot be shown as JSON yet. */
-                jn_debug("rest: skipping a compressed batch at %" PRId64, bi.base_offset);
-            } else if (irc < 0) {
+            int irc = jn_batch_iter_init_scratch(&it, raw.data + pos, (size_t)blen, false, &z);
+            if (irc < 0) {
                 rc = irc;
                 goto done;
             } else {
@@ -298,6 +300,7 @@ static int64_t render_records(jn_plog_t *log, jn_stream_t *s, uint32_t partition
     }
 done:
     jn_buf_free(&raw);
+    jn_buf_free(&z);
     return rc < 0 ? rc : next;
 }
 
