@@ -3,13 +3,33 @@
  * per-iteration flushing, maintenance and per-stream metrics.
  *
  * Every durable fact is a record in a log (see broker.h for the layout).
- * Admin operations (stream create/update/delete, users) are rare, so they
- * write the metadata log and fdatasync it synchronously before returning:
- * simple, and the contract says "durable before return". The record hot
- * path never does that: appends go to the partition's tail buffer, a
- * uv_prepare handle flushes the partitions that were written during the
- * loop iteration (a dirty list, not a scan), and fsync follows each
- * stream's policy on the thread pool (plog.c).
+ * Admin operations (stream create/update/delete, users, tokens, ACLs, door
+ * definitions, queue declarations) write the metadata log and fdatasync it
+ * synchronously, on the loop thread, before returning. That is a deliberate
+ * exception to "no fsync on the loop": admin calls are rare (an operator or
+ * a client declaring its topology, not per message), their contracts say
+ * "durable before return" and their callers are synchronous (a stream
+ * created by an auto-creating publish must exist durably before records
+ * land in it, or a crash would leave records of an unknown stream), and
+ * the in-memory change follows the fsync, so nothing depends on a state
+ * that could still vanish. Making them asynchronous would put a waiter in
+ * every admin path of every door for an operation that happens a few times
+ * a day. Consumer-group commits used to take the same path and do not any
+ * more: they are frequent (every door commits periodically), so they are
+ * appended and group-committed on the thread pool (group.c).
+ *
+ * The record hot path never fsyncs on the loop: appends go to the
+ * partition's tail buffer, a uv_prepare handle flushes the partitions that
+ * were written during the loop iteration (a dirty list, not a scan), and
+ * fsync follows each stream's policy on the thread pool (plog.c).
+ *
+ * Maintenance (retention, rolls, compaction) runs from a timer; each tick
+ * does a bounded amount of work per log (plog.c: at most 64 segments
+ * deleted, and one compaction step - mapping up to 64 MiB of keys or
+ * rewriting one segment - per partition), so a big compaction spreads over
+ * many ticks instead of stalling the loop. The one fsync it does on the
+ * loop (a rewritten segment, before its rename) is thus one per tick per
+ * compacted partition.
  *
  * Everything that happens after an append - table index updates and live
  * delivery to subscriptions - happens in one place (after_append), so that
@@ -278,13 +298,13 @@ int jn__broker_log_write(jn_broker_t *b, jn_plog_t *log, const void *key, size_t
     int64_t off = jn_plog_append(log, b->mbuf.data, (size_t)rc);
     if (off < 0)
         return (int)off;
+    if (!sync)
+        return 0; /* the caller's flush writes it, its waiter fsyncs it */
     rc = jn_plog_flush(log);
     if (rc < 0)
         return rc;
-    if (!sync)
-        return 0;
     /* fdatasync the segment file holding the record, on the loop thread:
-     * admin writes and commits are rare enough to pay for it. */
+     * admin writes are rare enough to pay for it (see the top). */
     jn_plog_slice_t sl;
     memset(&sl, 0, sizeof sl);
     rc = jn_plog_slice(log, off, 1, &sl);
@@ -320,7 +340,7 @@ int jn__broker_log_replay(jn_broker_t *b, jn_plog_t *log, jn_buf_t *buf, jn__rec
             if (sz < 0)
                 return JN_ECORRUPT;
             jn_batch_iter_t it;
-            int rc = jn_batch_iter_init(&it, buf->data + pos, (size_t)sz, false);
+            int rc = jn_batch_iter_init_scratch(&it, buf->data + pos, (size_t)sz, false, &b->zbuf);
             if (rc == 0) {
                 jn_record_t rec;
                 while ((rc = jn_batch_iter_next(&it, &rec)) == 1) {
@@ -332,7 +352,7 @@ int jn__broker_log_replay(jn_broker_t *b, jn_plog_t *log, jn_buf_t *buf, jn__rec
                 }
                 if (rc < 0)
                     return JN_ECORRUPT;
-            } else if (rc != JN_EUNSUPPORTED) {
+            } else if (rc != JN_EUNSUPPORTED && rc != JN_ETOOBIG) {
                 return JN_ECORRUPT;
             }
             int64_t last = bi.base_offset + bi.last_offset_delta + 1;
@@ -401,6 +421,13 @@ jn_stream_t *jn_broker_stream_next(jn_broker_t *b, jn_stream_t *prev)
 
 size_t jn_broker_stream_count(const jn_broker_t *b) { return b->nstreams; }
 const char *jn_stream_name(const jn_stream_t *s) { return s->name; }
+
+static bool name_is_internal(const char *name, size_t len)
+{
+    return len >= 2 && name[0] == '_' && name[1] == '_';
+}
+
+bool jn_stream_is_internal(const jn_stream_t *s) { return name_is_internal(s->name, s->name_len); }
 uint32_t jn_stream_partitions(const jn_stream_t *s) { return s->nparts; }
 const jn_plog_config_t *jn_stream_config(const jn_stream_t *s) { return &s->cfg; }
 
@@ -879,6 +906,10 @@ int jn_broker_publish(jn_broker_t *b, const char *subject, size_t subject_len, c
         return JN_EINVAL;
     size_t nlen;
     const char *name = jn_broker_stream_of_subject(b, subject, subject_len, &nlen);
+    /* Users' entry point: internal streams are written by the core only
+     * (tables and queues call jn__broker_publish_stream). */
+    if (name_is_internal(name, nlen))
+        return JN_EINVAL;
     jn_stream_t *s = jn_broker_stream_find(b, name, nlen);
     if (!s) {
         if (jn_stream_name_validate(name, nlen) < 0)
@@ -951,6 +982,14 @@ void jn_broker_flush(jn_broker_t *b)
         if (rc < 0)
             jn_error("broker: flush %s/%u: %s", part->s->name, part->index, jn_strerror(rc));
     }
+    if (b->offsets_dirty) {
+        /* Commits of this iteration in one write; a flush also starts the
+         * fsync that armed commit waiters need. */
+        b->offsets_dirty = false;
+        int rc = jn_plog_flush(b->offsets);
+        if (rc < 0)
+            jn_error("broker: flush of the offsets log: %s", jn_strerror(rc));
+    }
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -975,6 +1014,7 @@ void jn__broker_kick(jn_broker_t *b)
         uv_idle_start(&b->h->idle, on_idle);
 }
 
+/* Bounded per tick: see the top of this file and jn_plog_maintain. */
 static void on_maintain(uv_timer_t *h)
 {
     jn_broker_t *b = h->data;
@@ -1178,6 +1218,7 @@ int jn_broker_open(uv_loop_t *loop, const jn_broker_config_t *cfg, const jn_cloc
     jn_buf_init(&b->rbuf, JN_BROKER_READ_MAX);
     jn_buf_init(&b->tbuf, JN_BROKER_READ_MAX);
     jn_buf_init(&b->mbuf, JN_BROKER_META_VALUE_MAX + 4096);
+    jn_buf_init(&b->zbuf, JN_BATCH_MAX_DECOMPRESSED);
     if (b->cfg.default_partitions < 1 || b->cfg.default_partitions > JN_PARTITIONS_MAX)
         b->cfg.default_partitions = 1;
     if (b->cfg.catchup_batch_bytes == 0)
@@ -1235,7 +1276,12 @@ int jn_broker_open(uv_loop_t *loop, const jn_broker_config_t *cfg, const jn_cloc
     rc = open_internal_log(b, "meta", JN_FSYNC_ALWAYS, &b->meta);
     if (rc < 0)
         goto fail;
-    rc = open_internal_log(b, "offsets", b->cfg.stream_defaults.fsync, &b->offsets);
+    /* Commits are fsynced on the thread pool for the waiters that ask
+     * (group.c), so the offsets log's policy is "always" - unless the
+     * operator chose "never" for everything. */
+    rc = open_internal_log(b, "offsets",
+                           b->cfg.stream_defaults.fsync == JN_FSYNC_NEVER ? JN_FSYNC_NEVER : JN_FSYNC_ALWAYS,
+                           &b->offsets);
     if (rc < 0)
         goto fail;
 
@@ -1263,10 +1309,13 @@ int jn_broker_open(uv_loop_t *loop, const jn_broker_config_t *cfg, const jn_cloc
     uv_prepare_init(loop, &b->h->prepare);
     uv_idle_init(loop, &b->h->idle);
     uv_timer_init(loop, &b->h->timer);
-    b->h->open = 3;
+    uv_timer_init(loop, &b->h->commit);
+    uv_unref((uv_handle_t *)&b->h->commit); /* never keeps the loop alive */
+    b->h->open = 4;
     b->h->prepare.data = b;
     b->h->idle.data = b;
     b->h->timer.data = b;
+    b->h->commit.data = b;
     uv_prepare_start(&b->h->prepare, on_prepare);
     uv_unref((uv_handle_t *)&b->h->prepare);
     uv_timer_start(&b->h->timer, on_maintain, (uint64_t)b->cfg.maintenance_interval_ms,
@@ -1302,9 +1351,11 @@ void jn_broker_close(jn_broker_t *b)
         h->prepare.data = h;
         h->idle.data = h;
         h->timer.data = h;
+        h->commit.data = h;
         uv_close((uv_handle_t *)&h->prepare, on_handle_closed);
         uv_close((uv_handle_t *)&h->idle, on_handle_closed);
         uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+        uv_close((uv_handle_t *)&h->commit, on_handle_closed);
     }
     for (size_t i = 0; i < b->nmappings; i++) {
         free(b->mappings[i].filter);
@@ -1316,6 +1367,7 @@ void jn_broker_close(jn_broker_t *b)
     jn_buf_free(&b->rbuf);
     jn_buf_free(&b->tbuf);
     jn_buf_free(&b->mbuf);
+    jn_buf_free(&b->zbuf);
     free(b->pidx);
     free(b->pb);
     free(b->matches);

@@ -8,7 +8,8 @@
  * Durable state is all logs (plog.h):
  *   <data>/meta/0/          the metadata log: stream definitions, users,
  *                           tokens, ACLs; compacted, fsync always
- *   <data>/offsets/0/       committed consumer-group offsets; compacted
+ *   <data>/offsets/0/       committed consumer-group offsets; compacted,
+ *                           fsync always but asynchronous (see groups)
  *   <data>/streams/<name>/<partition>/   each stream's partitions
  * Metadata records are JSON values keyed by "<kind>/<id>" (a null value
  * deletes); replaying the metadata log at open rebuilds the broker.
@@ -17,6 +18,15 @@
  * else by their first level (sensors/kitchen/temp -> stream "sensors").
  * Stream names follow Kafka's topic rules: 1..249 of [A-Za-z0-9._-], and
  * names starting with "__" are reserved.
+ *
+ * Internal streams: streams whose name starts with "__" hold the doors' and
+ * the core's own state (internal tables such as "__mqtt_sessions", queue
+ * streams "__q.*", webhook attempts). They never leak to users: a
+ * subscription whose filter starts with a wildcard does not cover them
+ * (as MQTT's '#' does not match "$" topics), a filter naming one is refused
+ * unless the subscriber asks for internal access (jn_sub_opts_t.internal),
+ * and jn_broker_publish refuses subjects that map to one. The core writes
+ * them through its own entry points (the table API, queues).
  */
 #ifndef JN_BROKER_H
 #define JN_BROKER_H
@@ -96,6 +106,9 @@ jn_stream_t *jn_broker_stream_next(jn_broker_t *b, jn_stream_t *prev);
 size_t jn_broker_stream_count(const jn_broker_t *b);
 
 const char *jn_stream_name(const jn_stream_t *s);
+/* True for internal streams (name starting with "__", see above): listings
+ * meant for users skip them. */
+bool jn_stream_is_internal(const jn_stream_t *s);
 uint32_t jn_stream_partitions(const jn_stream_t *s);
 jn_plog_t *jn_stream_plog(const jn_stream_t *s, uint32_t partition);
 const jn_plog_config_t *jn_stream_config(const jn_stream_t *s);
@@ -131,7 +144,9 @@ typedef struct jn_publish_result {
  * differs from the stream name. Live subscribers matching the subject are
  * offered the records before this returns. |out| (n entries, may be NULL)
  * gets each record's stream, partition and offset. Returns 0, or
- * JN_EINVAL (subject, partition), JN_ENOENT (no stream and auto-create off),
+ * JN_EINVAL (subject, partition, or a subject whose stream is internal:
+ * this is the users' entry point; internal streams are written through the
+ * table and queue APIs), JN_ENOENT (no stream and auto-create off),
  * JN_ETOOBIG, JN_EIO. On error nothing was appended. */
 int jn_broker_publish(jn_broker_t *b, const char *subject, size_t subject_len, const jn_record_t *recs,
                       size_t n, int32_t partition, jn_publish_result_t *out) JN_MUST_CHECK;
@@ -189,13 +204,18 @@ typedef struct jn_sub_opts {
     const char *group;        /* for JN_START_GROUP */
     enum jn_start group_default; /* LIVE or EARLIEST when the group has no offset */
     bool lossy;               /* drop instead of lag when the sink is full */
+    bool internal;            /* internal access (default false): the filter may name
+                               * an internal stream, and a wildcard first level also
+                               * covers internal streams. Doors' own plumbing only. */
     jn_sub_deliver_cb deliver;
     void *arg;
 } jn_sub_opts_t;
 
 /* Creates a subscription. Catch-up (for non-live starts) begins on the next
- * loop iteration, never inside this call. JN_EINVAL (filter, start),
- * JN_ENOMEM. */
+ * loop iteration, never inside this call. Without |internal|, a filter
+ * starting with a wildcard covers user streams only, and one whose first
+ * level names an internal stream ("__...") is refused. JN_EINVAL (filter,
+ * internal stream, start), JN_ENOMEM. */
 int jn_broker_subscribe(jn_broker_t *b, const jn_sub_opts_t *opts, jn_sub_t **out) JN_MUST_CHECK;
 /* The sink has room again: catch-up continues on a later loop iteration. */
 void jn_sub_resume(jn_sub_t *sub);
@@ -212,10 +232,32 @@ int64_t jn_sub_lag(const jn_sub_t *sub);
 
 /* ---- consumer groups ---- */
 
-/* Group names: 1..249 bytes, printable ASCII. Commits are durable (fsync
- * per the offsets log's policy) before this returns 0. */
+/* Commits are asynchronous and group-committed: jn_broker_group_commit
+ * appends the commit to the offsets log and updates memory at once (a
+ * fetch sees it immediately); it never fsyncs on the loop thread. The
+ * offsets log is fsynced on the thread pool: at once for the commits a
+ * jn_broker_group_wait_durable waiter covers (all waiters that arrive
+ * while an fsync runs share the next one), and otherwise in the background
+ * about fsync_interval_ms (the stream defaults') after a commit. A crash
+ * loses at most the commits not yet fsynced (the tail of the log), never
+ * earlier ones, and never leaves a corrupt log (recovery cuts a torn tail).
+ * With the stream defaults' fsync "never", nothing is fsynced before close
+ * and waiters fire at once. */
+
+/* Group names: 1..249 bytes, printable ASCII. Returns 0 once the commit is
+ * appended and visible (not yet durable: see jn_broker_group_wait_durable),
+ * or JN_EINVAL (group, partition, offset, metadata not UTF-8), JN_ETOOBIG
+ * (metadata), JN_ENOMEM, JN_EIO. */
 int jn_broker_group_commit(jn_broker_t *b, const char *group, const jn_stream_t *s, uint32_t partition,
                            int64_t offset, const char *metadata) JN_MUST_CHECK;
+/* A durability barrier for commits: calls |cb| once every commit (and
+ * group delete) made so far is fsynced, status 0, or JN_EIO when the fsync
+ * failed, JN_ECLOSED when the broker closed first. Fires at once
+ * (synchronously, before returning) when they already are or the policy is
+ * "never". |w| is caller-owned until it fires or is cancelled with
+ * jn_plog_cancel_durable (e.g. when the client goes away). A door replies
+ * "committed" from |cb|; periodic committers need not wait. */
+void jn_broker_group_wait_durable(jn_broker_t *b, jn_durable_waiter_t *w, jn_durable_cb cb);
 /* JN_ENOENT when the group has no committed offset there. */
 int jn_broker_group_fetch(jn_broker_t *b, const char *group, const jn_stream_t *s, uint32_t partition,
                           int64_t *offset) JN_MUST_CHECK;

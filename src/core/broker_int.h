@@ -81,6 +81,7 @@ struct jn_sub {
     char *group;
     enum jn_start group_default;
     bool lossy;
+    bool internal;     /* may name and cover internal ("__") streams */
     jn_sub_deliver_cb deliver;
     void *arg;
 
@@ -124,6 +125,7 @@ typedef struct jn_broker_handles {
     uv_prepare_t prepare; /* flushes dirty partitions once per iteration */
     uv_idle_t idle;       /* runs catch-up while subscriptions are ready */
     uv_timer_t timer;     /* maintenance */
+    uv_timer_t commit;    /* background fsync of the offsets log after commits (group.c) */
     int open;
 } jn_broker_handles_t;
 
@@ -155,12 +157,19 @@ struct jn_broker {
 
     jn_group_t **groups; /* sorted by name */
     size_t ngroups, capgroups;
+    /* Asynchronous commits (group.c): appends to b->offsets are written by
+     * jn_broker_flush and fsynced on the thread pool. */
+    bool offsets_dirty;          /* appended since the last flush */
+    bool commit_bg_armed;        /* commit_bg waits on the offsets log */
+    bool commit_bg_scheduled;    /* h->commit runs before commit_bg is armed */
+    jn_durable_waiter_t commit_bg; /* the broker's own background barrier */
 
     /* Reused scratch space: the publish path allocates nothing once warm. */
     jn_buf_t scratch;   /* batches being built */
     jn_buf_t rbuf;      /* catch-up reads */
     jn_buf_t tbuf;      /* table reads, index rebuilds */
     jn_buf_t mbuf;      /* metadata / offsets records */
+    jn_buf_t zbuf;      /* decompressed records of one batch (catch-up, replay) */
     uint32_t *pidx;     /* partition, then batch, of each record of a publish */
     size_t cappidx;
     struct jn_pub_batch *pb; /* batches of the publish being built */
@@ -176,8 +185,10 @@ struct jn_broker {
 };
 
 /* broker.c */
-/* Appends one record (key, value or NULL for a tombstone) to |log|, flushes
- * it, and fdatasyncs it when |sync|. For the metadata and offsets logs. */
+/* Appends one record (key, value or NULL for a tombstone) to |log|. With
+ * |sync| it is flushed and fdatasynced before returning (the metadata log:
+ * admin operations, on the loop thread); without, it is only appended to
+ * the log's tail (the offsets log: the caller arranges the flush). */
 int jn__broker_log_write(jn_broker_t *b, jn_plog_t *log, const void *key, size_t klen,
                          const void *value, size_t vlen, bool tombstone, bool sync);
 /* Reads every record of |log| in order, calling |cb|; stops on its error. */

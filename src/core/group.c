@@ -5,11 +5,29 @@
  * {"offset":n,"metadata":"..."}; a null value forgets the offset. Replaying
  * the log in order at open rebuilds the map.
  *
- * Commits are made durable before returning with a synchronous fdatasync
- * (unless the stream defaults say fsync "never"). That costs one fsync per
- * commit, fine for REST and gRPC commits; the Kafka door, which commits
- * often and for many partitions at once, should batch commits behind one
- * durable waiter instead.
+ * Commits are asynchronous and group-committed. Every door commits, many
+ * of them periodically (MQTT sessions and webhook endpoints every second,
+ * AMQP forwarders, Kafka OffsetCommit, REST), so a synchronous fdatasync
+ * per commit on the loop thread would stall every connection behind the
+ * disk. Instead a commit is appended to the offsets log's tail and applied
+ * to memory at once; jn_broker_flush writes the tail once per loop
+ * iteration; and the log (fsync policy "always") fsyncs on the thread pool
+ * for durable waiters:
+ *
+ *   - a door that must not answer before the commit is durable (REST
+ *     POST /v1/groups/{group}/offsets, Kafka OffsetCommit) arms a waiter
+ *     with jn_broker_group_wait_durable; waiters that arrive while an
+ *     fsync runs share the next one (plog.c's group commit);
+ *   - otherwise the broker arms its own waiter (commit_bg) from a one-shot
+ *     timer fsync_interval_ms after the first commit not yet covered, so
+ *     periodic commits become durable within about a second, with at most
+ *     one background fsync per interval.
+ *
+ * What a crash loses: the commits after the last completed fsync, i.e. a
+ * suffix of the log. Replay applies records in order, so the state after
+ * reopen is exactly the state after some earlier commit - each offset is
+ * its latest durable value, never a mix of torn bytes: plog recovery cuts
+ * the log after the last batch whose CRC checks.
  */
 #include "broker_int.h"
 
@@ -179,6 +197,65 @@ static int make_key(char *key, size_t keylen, const char *group, const char *str
 
 #define KEY_MAX (2 * (JN_STREAM_NAME_MAX + 1) + 16)
 
+/* ---- durability of commits ---- */
+
+static void commit_bg_fired(jn_durable_waiter_t *w, int status);
+
+/* h->commit fired: fsync whatever was committed so far, off the loop. */
+static void commit_timer_cb(uv_timer_t *t)
+{
+    jn_broker_t *b = t->data;
+    b->commit_bg_scheduled = false;
+    if (b->commit_bg_armed)
+        return;
+    b->commit_bg_armed = true;
+    /* May fire at once (already durable), which clears commit_bg_armed. */
+    jn_broker_group_wait_durable(b, &b->commit_bg, commit_bg_fired);
+}
+
+/* Starts the one-shot background timer unless a background fsync is
+ * already pending: commits made meanwhile ride on it (or on the next one,
+ * scheduled when it fires). Not before open finished (b->h), and not for
+ * the "never" policy. */
+static void commit_schedule(jn_broker_t *b)
+{
+    if (!b->h || b->commit_bg_armed || b->commit_bg_scheduled)
+        return;
+    if (jn_plog_config(b->offsets)->fsync != JN_FSYNC_ALWAYS)
+        return;
+    int64_t ms = b->cfg.stream_defaults.fsync_interval_ms;
+    if (ms <= 0)
+        ms = 1000;
+    if (uv_timer_start(&b->h->commit, commit_timer_cb, (uint64_t)ms, 0) == 0)
+        b->commit_bg_scheduled = true;
+}
+
+static void commit_bg_fired(jn_durable_waiter_t *w, int status)
+{
+    jn_broker_t *b = jn_container_of(w, jn_broker_t, commit_bg);
+    b->commit_bg_armed = false;
+    if (status == JN_ECLOSED)
+        return; /* the broker is closing: the close fsyncs synchronously */
+    if (status < 0)
+        jn_warn("broker: background fsync of committed offsets failed: %s", jn_strerror(status));
+    /* Commits that came after this fsync started (or a failed one) need
+     * another. */
+    if (jn_plog_durable_offset(b->offsets) < jn_plog_end_offset(b->offsets))
+        commit_schedule(b);
+}
+
+void jn_broker_group_wait_durable(jn_broker_t *b, jn_durable_waiter_t *w, jn_durable_cb cb)
+{
+    int64_t last = jn_plog_end_offset(b->offsets) - 1;
+    /* The next jn_broker_flush (this loop iteration's prepare) writes the
+     * tail and starts the fsync that fires |w|; one already running that
+     * covers |last| fires it sooner. */
+    b->offsets_dirty = true;
+    jn_plog_wait_durable(b->offsets, w, last, cb);
+}
+
+/* Appends one commit (offset < 0: a tombstone) to the offsets log; durable
+ * later (see the top). */
 static int persist(jn_broker_t *b, const char *group, const char *stream, uint32_t p, int64_t offset,
                    const char *metadata)
 {
@@ -186,17 +263,23 @@ static int persist(jn_broker_t *b, const char *group, const char *stream, uint32
     int klen = make_key(key, sizeof key, group, stream, p);
     if (klen < 0)
         return klen;
-    bool sync = b->cfg.stream_defaults.fsync != JN_FSYNC_NEVER;
-    if (offset < 0)
-        return jn__broker_log_write(b, b->offsets, key, (size_t)klen, NULL, 0, true, sync);
-    json_t *j = json_pack("{s:I,s:s}", "offset", (json_int_t)offset, "metadata", metadata ? metadata : "");
-    char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!txt)
-        return JN_ENOMEM;
-    int rc = jn__broker_log_write(b, b->offsets, key, (size_t)klen, txt, strlen(txt), false, sync);
-    free(txt);
-    return rc;
+    int rc;
+    if (offset < 0) {
+        rc = jn__broker_log_write(b, b->offsets, key, (size_t)klen, NULL, 0, true, false);
+    } else {
+        json_t *j = json_pack("{s:I,s:s}", "offset", (json_int_t)offset, "metadata", metadata ? metadata : "");
+        char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (!txt)
+            return JN_ENOMEM;
+        rc = jn__broker_log_write(b, b->offsets, key, (size_t)klen, txt, strlen(txt), false, false);
+        free(txt);
+    }
+    if (rc < 0)
+        return rc;
+    b->offsets_dirty = true;
+    commit_schedule(b);
+    return 0;
 }
 
 int jn_broker_group_commit(jn_broker_t *b, const char *group, const jn_stream_t *s, uint32_t partition,

@@ -199,6 +199,7 @@ struct jn_plog {
     bool interval_due;        /* the interval passed since the last sync job */
     bool dir_dirty;           /* segment files created since the last dir sync */
     int64_t cleaned_upto;     /* compaction: sealed segments below this base were cleaned */
+    struct compact_pass *pass; /* maintenance compaction in progress, or NULL */
 };
 
 /* ---- small I/O helpers -------------------------------------------------- */
@@ -1070,8 +1071,11 @@ const jn_plog_config_t *jn_plog_config(const jn_plog_t *log) { return &log->cfg;
 
 /* ---- open and close ----------------------------------------------------- */
 
+static void pass_free(jn_plog_t *log);
+
 static void log_free(jn_plog_t *log)
 {
+    pass_free(log);
     for (size_t i = 0; i < log->nsegs; i++)
         jn_plog_segment_unref(log->segs[i]);
     free(log->segs);
@@ -1688,6 +1692,7 @@ static void delete_oldest(jn_plog_t *log)
 }
 
 static int64_t compact(jn_plog_t *log, int *rewritten);
+static int compact_step(jn_plog_t *log);
 
 int jn_plog_delete_before(jn_plog_t *log, int64_t offset)
 {
@@ -1699,6 +1704,18 @@ int jn_plog_delete_before(jn_plog_t *log, int64_t offset)
     return n;
 }
 
+/* Maintenance runs on the loop thread (a broker timer), so each call does
+ * a bounded amount of work and leaves the rest to the next tick:
+ *   - retention deletes at most MAINTAIN_DELETE_MAX segments (unlinks);
+ *   - compaction advances by one step (compact_step): either map the keys
+ *     of up to MAINTAIN_MAP_BYTES of segments (at least one segment), or
+ *     rewrite one sealed segment - the only step that fsyncs on the loop
+ *     (the cleaned file, before its rename; a documented exception).
+ * A big compaction therefore takes many ticks but stalls the loop for at
+ * most one segment's read, rewrite and fsync at a time. */
+#define MAINTAIN_DELETE_MAX 64
+#define MAINTAIN_MAP_BYTES ((uint64_t)64 << 20)
+
 int jn_plog_maintain(jn_plog_t *log)
 {
     int n = 0;
@@ -1708,24 +1725,23 @@ int jn_plog_maintain(jn_plog_t *log)
         roll(log) < 0)
         jn_warn("plog %s: roll by age failed", log->dir);
     if (log->cfg.retention_ms >= 0) {
-        while (log->nsegs > 1 && log->segs[0]->max_ts < now - log->cfg.retention_ms) {
+        while (n < MAINTAIN_DELETE_MAX && log->nsegs > 1 &&
+               log->segs[0]->max_ts < now - log->cfg.retention_ms) {
             delete_oldest(log);
             n++;
         }
     }
     if (log->cfg.retention_bytes >= 0) {
         uint64_t total = jn_plog_size_bytes(log);
-        while (log->nsegs > 1 && total > (uint64_t)log->cfg.retention_bytes) {
+        while (n < MAINTAIN_DELETE_MAX && log->nsegs > 1 && total > (uint64_t)log->cfg.retention_bytes) {
             total -= log->segs[0]->size;
             delete_oldest(log);
             n++;
         }
     }
-    if (log->cfg.compact && log->nsegs > 1 && log->segs[log->nsegs - 2]->base >= log->cleaned_upto) {
-        int rewritten = 0;
-        if (compact(log, &rewritten) >= 0)
-            n += rewritten;
-    }
+    int rewritten = compact_step(log);
+    if (rewritten > 0)
+        n += rewritten;
     return n;
 }
 
@@ -2009,6 +2025,7 @@ fail:
 static int64_t compact(jn_plog_t *log, int *rewritten)
 {
     *rewritten = 0;
+    pass_free(log); /* this full pass supersedes a stepwise one */
     if (log->nsegs < 2)
         return 0;
     kmap_t m;
@@ -2035,6 +2052,113 @@ static int64_t compact(jn_plog_t *log, int *rewritten)
 done:
     kmap_free(&m);
     return rc;
+}
+
+/* ---- compaction in steps (maintenance) -----------------------------------
+ *
+ * jn_plog_maintain compacts in steps, one per call, so that the loop never
+ * stalls on a whole log (jn_plog_compact, for tests and admin, still does
+ * everything at once). A pass cleans the segments that were sealed when it
+ * started (base below end_base). Phase 1 maps key -> latest offset over the
+ * segments in order, the pass's and any newer ones (the active one last, up
+ * to its size then), at least one segment and up to MAINTAIN_MAP_BYTES per
+ * step. Phase 2 rewrites one segment of the pass per step. Meanwhile the
+ * log keeps growing and retention may delete segments; that is safe:
+ *   - every key of a segment the pass rewrites is in the map: a sealed
+ *     segment does not change between being mapped and being rewritten;
+ *   - a mapped offset is at most the key's true latest offset (newer
+ *     records may have come since), so a record below it is obsolete for
+ *     sure; the mapped record itself is kept even if something newer
+ *     exists, and the next pass removes it;
+ *   - progress is kept as a base offset, not an index, so segments deleted
+ *     or replaced meanwhile do not shift it.
+ * The map lives in the log between steps (capped as in compact()). */
+typedef struct compact_pass {
+    kmap_t map;
+    int64_t end_base;  /* segments below this base were sealed at the start */
+    int64_t next_base; /* the next segment to map (phase 1) or clean (phase 2) */
+    bool cleaning;     /* phase 2 */
+    int64_t cutoff;    /* tombstones older than this go (fixed when phase 2 starts) */
+} compact_pass_t;
+
+static void pass_free(jn_plog_t *log)
+{
+    if (!log->pass)
+        return;
+    kmap_free(&log->pass->map);
+    free(log->pass);
+    log->pass = NULL;
+}
+
+/* Index of the first segment whose base is >= |base| (nsegs when none). */
+static size_t seg_from(const jn_plog_t *log, int64_t base)
+{
+    size_t i = 0;
+    while (i < log->nsegs && log->segs[i]->base < base)
+        i++;
+    return i;
+}
+
+/* One step; returns the number of segments rewritten (0 or 1), or an error
+ * (the pass is dropped and starts over on a later call). */
+static int compact_step(jn_plog_t *log)
+{
+    if (!log->cfg.compact) {
+        pass_free(log);
+        return 0;
+    }
+    compact_pass_t *cp = log->pass;
+    if (!cp) {
+        /* Nothing sealed since the last pass: nothing new to clean. */
+        if (log->nsegs < 2 || log->segs[log->nsegs - 2]->base < log->cleaned_upto)
+            return 0;
+        cp = calloc(1, sizeof *cp);
+        if (!cp)
+            return JN_ENOMEM;
+        if (kmap_init(&cp->map) < 0) {
+            kmap_free(&cp->map);
+            free(cp);
+            return JN_ENOMEM;
+        }
+        cp->end_base = active_seg(log)->base;
+        cp->next_base = INT64_MIN;
+        log->pass = cp;
+    }
+    if (!cp->cleaning) {
+        uint64_t mapped = 0;
+        size_t i = seg_from(log, cp->next_base);
+        for (; i < log->nsegs && mapped < MAINTAIN_MAP_BYTES; i++) {
+            jn_plog_segment_t *seg = log->segs[i];
+            int rc = map_segment(log, seg, &cp->map);
+            if (rc < 0) {
+                jn_error("plog %s: compaction: mapping segment %" PRId64 " failed: %s", log->dir, seg->base,
+                         jn_strerror(rc));
+                pass_free(log);
+                return rc;
+            }
+            mapped += seg->size + 1; /* + 1: empty segments count too */
+            cp->next_base = seg->base + 1;
+        }
+        if (i < log->nsegs)
+            return 0; /* more to map on the next call */
+        cp->cleaning = true;
+        cp->next_base = INT64_MIN;
+        cp->cutoff = jn_clock_now(log->clock) - log->cfg.delete_retention_ms;
+        return 0;
+    }
+    size_t i = seg_from(log, cp->next_base);
+    if (i + 1 >= log->nsegs || log->segs[i]->base >= cp->end_base) {
+        log->cleaned_upto = cp->end_base;
+        pass_free(log);
+        return 0;
+    }
+    cp->next_base = log->segs[i]->base + 1;
+    int64_t rc = clean_segment(log, i, &cp->map, cp->cutoff);
+    if (rc < 0) {
+        pass_free(log);
+        return (int)rc;
+    }
+    return rc > 0 ? 1 : 0;
 }
 
 int64_t jn_plog_compact(jn_plog_t *log)

@@ -166,9 +166,15 @@ static void detach(jn_sub_t *sub, jn_subpos_t *sp)
 }
 
 /* Could a subject of |s| match the filter? Over-approximates: records are
- * matched against the filter one by one anyway. */
+ * matched against the filter one by one anyway. Internal streams are
+ * covered only for subscriptions with internal access: a wildcard first
+ * level stops at them as MQTT's '#' stops at "$" topics (without a cursor
+ * in a stream a subscription is offered nothing from it, live or
+ * catch-up), and a literal "__" first level is refused at subscribe. */
 static bool covers(const jn_broker_t *b, const jn_sub_t *sub, const jn_stream_t *s)
 {
+    if (!sub->internal && jn_stream_is_internal(s))
+        return false;
     const char *slash = memchr(sub->filter, '/', sub->flen);
     size_t l1 = slash ? (size_t)(slash - sub->filter) : sub->flen;
     if (l1 == 1 && (sub->filter[0] == '+' || sub->filter[0] == '#'))
@@ -205,6 +211,8 @@ int jn_broker_subscribe(jn_broker_t *b, const jn_sub_opts_t *o, jn_sub_t **out)
         return JN_EINVAL;
     if ((int)o->start < JN_START_LIVE || o->start > JN_START_GROUP)
         return JN_EINVAL;
+    if (!o->internal && flen >= 2 && o->filter[0] == '_' && o->filter[1] == '_')
+        return JN_EINVAL; /* names an internal stream: doors' plumbing only */
     if (o->start == JN_START_GROUP) {
         if (!o->group || !o->group[0] || strlen(o->group) > JN_STREAM_NAME_MAX)
             return JN_EINVAL;
@@ -224,6 +232,7 @@ int jn_broker_subscribe(jn_broker_t *b, const jn_sub_opts_t *o, jn_sub_t **out)
     sub->start_value = o->start_value;
     sub->group_default = o->group_default;
     sub->lossy = o->lossy;
+    sub->internal = o->internal;
     sub->deliver = o->deliver;
     sub->arg = o->arg;
     if (!sub->filter)
@@ -236,7 +245,7 @@ int jn_broker_subscribe(jn_broker_t *b, const jn_sub_opts_t *o, jn_sub_t **out)
     bool literal = !(l1 == 1 && (sub->filter[0] == '+' || sub->filter[0] == '#'));
     if (literal && b->nmappings == 0) {
         jn_stream_t *s = jn_broker_stream_find(b, sub->filter, l1);
-        if (s && (rc = attach(sub, s, false)) < 0)
+        if (s && covers(b, sub, s) && (rc = attach(sub, s, false)) < 0)
             goto fail;
     } else {
         for (jn_stream_t *s = jn_broker_stream_next(b, NULL); s; s = jn_broker_stream_next(b, s)) {
@@ -415,13 +424,14 @@ void jn__sub_offer_batch(jn_broker_t *b, jn_stream_t *s, uint32_t p, const uint8
                          int64_t base, const char *subject, size_t subject_len)
 {
     jn_batch_iter_t it;
-    int rc = jn_batch_iter_init(&it, batch, len, false);
-    if (rc == JN_EUNSUPPORTED) {
-        jn_debug("broker: %s/%u: compressed batch at %lld not offered live", s->name, p, (long long)base);
-        return;
-    }
+    /* Local: a delivery may publish, which offers a batch again. Only
+     * compressed batches allocate it. */
+    jn_buf_t z;
+    jn_buf_init(&z, JN_BATCH_MAX_DECOMPRESSED);
+    int rc = jn_batch_iter_init_scratch(&it, batch, len, false, &z);
     if (rc < 0) {
         jn_warn("broker: %s/%u: unreadable batch at %lld: %s", s->name, p, (long long)base, jn_strerror(rc));
+        jn_buf_free(&z);
         return;
     }
     const char *last = NULL;
@@ -451,6 +461,7 @@ void jn__sub_offer_batch(jn_broker_t *b, jn_stream_t *s, uint32_t p, const uint8
     }
     if (rc < 0)
         jn_warn("broker: %s/%u: malformed record in batch at %lld", s->name, p, (long long)base);
+    jn_buf_free(&z);
 }
 
 /* ---- catch-up ---- */
@@ -510,7 +521,7 @@ static size_t catchup_cursor(jn_broker_t *b, jn_sub_t *sub, jn_subpos_t *sp, uin
         if (last <= cur->next)
             continue;
         jn_batch_iter_t it;
-        int rc = jn_batch_iter_init(&it, bp, (size_t)sz, false);
+        int rc = jn_batch_iter_init_scratch(&it, bp, (size_t)sz, false, &b->zbuf);
         if (rc < 0) {
             jn_debug("broker: %s/%u: batch at %lld skipped for subscribers: %s", s->name, p,
                      (long long)bi.base_offset, jn_strerror(rc));

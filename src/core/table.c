@@ -213,9 +213,12 @@ static void index_record(jn_stream_t *s, uint32_t p, const jn_record_t *rec)
 void jn__table_index_batch(jn_stream_t *s, uint32_t p, const uint8_t *batch, size_t len, int64_t base)
 {
     jn_batch_iter_t it;
-    int rc = jn_batch_iter_init(&it, batch, len, false);
+    jn_buf_t z; /* compressed batches only */
+    jn_buf_init(&z, JN_BATCH_MAX_DECOMPRESSED);
+    int rc = jn_batch_iter_init_scratch(&it, batch, len, false, &z);
     if (rc < 0) {
         jn_debug("broker: table %s: batch at %lld not indexed: %s", s->name, (long long)base, jn_strerror(rc));
+        jn_buf_free(&z);
         return;
     }
     jn_record_t rec;
@@ -223,6 +226,7 @@ void jn__table_index_batch(jn_stream_t *s, uint32_t p, const uint8_t *batch, siz
         rec.offset = base + (rec.offset - it.info.base_offset);
         index_record(s, p, &rec);
     }
+    jn_buf_free(&z);
 }
 
 typedef struct rebuild_ctx {
@@ -322,8 +326,23 @@ int jn_broker_table_open_internal(jn_broker_t *b, const char *name)
     return jn__broker_stream_create(b, name, 1, &cfg, &s);
 }
 
+static int table_get(jn_broker_t *b, const char *table, const uint8_t *key, size_t klen, jn_buf_t *value,
+                     char *ctype, size_t ctype_len, jn_publish_result_t *res, int64_t *ts, jn_buf_t *z);
+
 int jn_broker_table_get(jn_broker_t *b, const char *table, const uint8_t *key, size_t klen, jn_buf_t *value,
                         char *ctype, size_t ctype_len, jn_publish_result_t *res, int64_t *ts)
+{
+    /* The scratch for a compressed batch lives here so that every return
+     * of table_get frees it. */
+    jn_buf_t z;
+    jn_buf_init(&z, JN_BATCH_MAX_DECOMPRESSED);
+    int rc = table_get(b, table, key, klen, value, ctype, ctype_len, res, ts, &z);
+    jn_buf_free(&z);
+    return rc;
+}
+
+static int table_get(jn_broker_t *b, const char *table, const uint8_t *key, size_t klen, jn_buf_t *value,
+                     char *ctype, size_t ctype_len, jn_publish_result_t *res, int64_t *ts, jn_buf_t *z)
 {
     jn_stream_t *s = table_find(b, table);
     if (!s || !key)
@@ -348,9 +367,9 @@ int jn_broker_table_get(jn_broker_t *b, const char *table, const uint8_t *key, s
         if (n->offset < bi.base_offset || n->offset > bi.base_offset + bi.last_offset_delta)
             continue;
         jn_batch_iter_t it;
-        rc = jn_batch_iter_init(&it, bp, (size_t)sz, false);
+        rc = jn_batch_iter_init_scratch(&it, bp, (size_t)sz, false, z);
         if (rc < 0)
-            return rc == JN_EUNSUPPORTED ? rc : JN_ECORRUPT;
+            return rc == JN_ETOOBIG || rc == JN_ENOMEM ? rc : JN_ECORRUPT;
         jn_record_t rec;
         while ((rc = jn_batch_iter_next(&it, &rec)) == 1) {
             if (rec.offset != n->offset)

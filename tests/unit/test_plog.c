@@ -735,11 +735,106 @@ static void test_compaction(void **state)
     put_keys(log, 7, 1, 1000000, false);
     assert_int_equal(jn_plog_roll(log), 0);
     f->fc.now = 1000000 + 20000;
-    assert_true(jn_plog_maintain(log) > 0);
+    /* Maintenance compacts in bounded steps (keys mapped, then one segment
+     * rewritten per call): one call per segment, plus the mapping and the
+     * end of the pass, finish it. */
+    int64_t steps = jn_plog_segment_count(log) + 2, rewritten = 0;
+    for (int64_t i = 0; i < steps; i++) {
+        int r = jn_plog_maintain(log);
+        assert_true(r >= 0 && r <= 1); /* bounded: at most one segment per call */
+        rewritten += r;
+    }
+    assert_true(rewritten > 0);
     rec_t recs[300];
     size_t n = collect(log, 0, 1 << 20, recs, 300);
     for (size_t i = 0; i < n; i++)
         assert_false(recs[i].tomb);
+    jn_plog_close(log);
+}
+
+/* Maintenance compacts in bounded steps while the log keeps changing:
+ * at most one segment rewritten per call; keys that arrive between steps
+ * (and so are not in the pass's key map) are never dropped; the result
+ * keeps the latest value of every key. */
+static void test_compaction_steps(void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.segment_bytes = 600;
+    f->cfg.compact = true;
+    f->fc.now = 1000000;
+    jn_plog_t *log = open_log(f);
+    for (int round = 0; round < 20; round++)
+        assert_true(put_keys(log, 0, 10, 990000 + round, false) >= 0);
+    assert_int_equal(jn_plog_roll(log), 0);
+    int64_t segs = jn_plog_segment_count(log);
+    assert_true(segs > 4);
+    /* First step: the keys of every segment are mapped (small log), nothing
+     * is rewritten yet. */
+    assert_int_equal(jn_plog_maintain(log), 0);
+    /* Meanwhile: new keys, and a newer k0, sealed into segments of their
+     * own (after the pass started: not cleaned by it). */
+    int64_t k0 = put_keys(log, 0, 1, 995000, false);
+    int64_t k20 = put_keys(log, 20, 5, 995000, false);
+    assert_int_equal(jn_plog_roll(log), 0);
+    int rewritten = 0, calls = 0;
+    for (int64_t i = 0; i < segs + 2; i++, calls++) {
+        int r = jn_plog_maintain(log);
+        assert_true(r >= 0 && r <= 1);
+        rewritten += r;
+    }
+    assert_true(rewritten > 1); /* spread over several calls */
+    assert_true(rewritten < calls);
+    /* Every key is still there with its latest value. */
+    rec_t recs[400];
+    size_t n = collect(log, 0, 1 << 20, recs, 400);
+    bool seen[25] = {false};
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)strtol(recs[i].key + 1, NULL, 10);
+        assert_true(k >= 0 && k < 25);
+        seen[k] = true;
+    }
+    for (int k = 0; k < 10; k++)
+        assert_true(seen[k]);
+    for (int k = 20; k < 25; k++)
+        assert_true(seen[k]);
+    char want[32];
+    snprintf(want, sizeof want, "v%06" PRId64, k0);
+    bool latest_k0 = false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(recs[i].key, "k0") == 0 && strcmp(recs[i].val, want) == 0)
+            latest_k0 = true;
+    assert_true(latest_k0);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(recs[i].key, "k20") == 0)
+            assert_int_equal(recs[i].offset, k20);
+    /* Fewer records than written: the old rounds are gone. */
+    assert_true(n < 20 * 10);
+    /* A full pass afterwards removes what the stepwise pass kept
+     * conservatively, and nothing of the latest values. */
+    assert_true(jn_plog_compact(log) >= 0);
+    jn_plog_close(log);
+    log = open_log(f);
+    n = collect(log, 0, 1 << 20, recs, 400);
+    assert_true(n >= 15);
+    jn_plog_close(log);
+}
+
+/* Retention deletes a bounded number of segments per call. */
+static void test_retention_bounded(void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.segment_bytes = 100; /* one small batch per segment */
+    jn_plog_t *log = open_log(f);
+    append_n(log, 200, 1, 0);
+    int64_t segs = jn_plog_segment_count(log);
+    assert_true(segs > 130);
+    f->cfg.retention_bytes = 0;
+    jn_plog_set_config(log, &f->cfg);
+    int first = jn_plog_maintain(log);
+    assert_true(first > 0 && first < segs - 1);
+    while (jn_plog_segment_count(log) > 1)
+        assert_true(jn_plog_maintain(log) > 0);
+    assert_int_equal(jn_plog_end_offset(log), 200);
     jn_plog_close(log);
 }
 
@@ -942,6 +1037,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roll_by_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slices, setup, teardown),

@@ -39,8 +39,8 @@ void jn__rest_tables_list(jn_http_req_t *req, void *arg)
         return;
     json_t *arr = json_array();
     for (jn_stream_t *s = jn_broker_stream_next(r->broker, NULL); arr && s; s = jn_broker_stream_next(r->broker, s)) {
-        if (!jn_stream_config(s)->compact)
-            continue;
+        if (!jn_stream_config(s)->compact || jn_stream_is_internal(s))
+            continue; /* internal tables are the doors' own state */
         int64_t keys = jn_broker_table_count(r->broker, jn_stream_name(s));
         if (json_array_append_new(arr, json_pack("{s:s,s:I}", "name", jn_stream_name(s), "keys",
                                                  (json_int_t)(keys < 0 ? 0 : keys))) < 0) {
@@ -281,6 +281,42 @@ void jn__rest_group_get(jn_http_req_t *req, void *arg)
         jn__rest_respond_steal(req, 200, g);
 }
 
+/* A commit answers once the offsets log is fsynced (the commits above are
+ * visible at once, durable a group-committed fsync later). The state lives
+ * until the waiter fires or the connection goes away (then the waiter is
+ * cancelled). */
+typedef struct group_commit_wait {
+    jn_durable_waiter_t w;
+    jn_http_req_t *req;
+    json_t *reply;
+} group_commit_wait_t;
+
+static void group_commit_durable(jn_durable_waiter_t *w, int status)
+{
+    group_commit_wait_t *st = jn_container_of(w, group_commit_wait_t, w);
+    jn_http_req_t *req = st->req;
+    jn_http_req_set_data(req, NULL);
+    jn_http_req_on_abort(req, NULL);
+    if (status < 0)
+        jn__rest_fail(req, status == JN_ECLOSED ? JN_ECLOSED : JN_EIO, false,
+                      "the offsets were committed but are not durable");
+    else
+        jn_http_respond_json(req, 200, st->reply);
+    json_decref(st->reply);
+    free(st);
+}
+
+static void group_commit_abort(jn_http_req_t *req, void *data)
+{
+    (void)req;
+    group_commit_wait_t *st = data;
+    if (!st)
+        return;
+    jn_plog_cancel_durable(&st->w);
+    json_decref(st->reply);
+    free(st);
+}
+
 void jn__rest_group_commit(jn_http_req_t *req, void *arg)
 {
     jn_rest_t *r = arg;
@@ -338,7 +374,20 @@ void jn__rest_group_commit(jn_http_req_t *req, void *arg)
         }
     }
     json_t *g = jn_broker_group_json(r->broker, group);
-    jn__rest_respond_steal(req, 200, g ? g : json_pack("{s:s,s:[]}", "group", group, "offsets"));
+    if (!g)
+        g = json_pack("{s:s,s:[]}", "group", group, "offsets");
+    group_commit_wait_t *st = g ? calloc(1, sizeof(*st)) : NULL;
+    if (!st) {
+        json_decref(g);
+        jn__rest_fail(req, JN_ENOMEM, false, "out of memory");
+        goto done;
+    }
+    st->req = req;
+    st->reply = g;
+    jn_http_req_set_data(req, st);
+    jn_http_req_on_abort(req, group_commit_abort);
+    /* May fire (and free st) before returning. */
+    jn_broker_group_wait_durable(r->broker, &st->w, group_commit_durable);
 done:
     json_decref(body);
 }
