@@ -201,6 +201,9 @@ struct jn_queue {
     jn_list_t dnode;     /* on reg->dirty */
     int busy;
     bool deleted;
+    bool own_ttl; /* may hold messages with JN_QUEUE_TTL_HEADER: the
+                   * maintenance pass looks at the heads (set at enqueue
+                   * and open, cleared when the queue is empty) */
 };
 
 static void q_free(jn_queue_t *q);
@@ -1090,9 +1093,35 @@ static void skip_missing(jn_queue_t *q, uint32_t p, int64_t off, bool redel, int
     settle_range(q, p, off, upto, true);
 }
 
+/* The message's own TTL (JN_QUEUE_TTL_HEADER), -1 when it has none or
+ * the value is not 1 to 15 decimal digits (so that now - ttl cannot
+ * overflow). */
+static int64_t own_ttl(const jn_record_t *rec)
+{
+    static const size_t klen = sizeof JN_QUEUE_TTL_HEADER - 1;
+    for (uint32_t i = 0; i < rec->header_count; i++) {
+        const jn_header_t *h = &rec->headers[i];
+        if (h->key_len != klen || memcmp(h->key, JN_QUEUE_TTL_HEADER, klen) != 0)
+            continue;
+        if (!h->value || h->value_len < 1 || h->value_len > 15)
+            return -1;
+        int64_t v = 0;
+        for (int32_t j = 0; j < h->value_len; j++) {
+            if (h->value[j] < '0' || h->value[j] > '9')
+                return -1;
+            v = v * 10 + (h->value[j] - '0');
+        }
+        return v;
+    }
+    return -1;
+}
+
 static bool is_expired(const jn_queue_t *q, const jn_record_t *rec, int64_t now)
 {
-    return q->o.message_ttl_ms >= 0 && rec->timestamp < now - q->o.message_ttl_ms;
+    int64_t ttl = q->o.message_ttl_ms, own = own_ttl(rec);
+    if (own >= 0 && (ttl < 0 || own < ttl))
+        ttl = own;
+    return ttl >= 0 && rec->timestamp < now - ttl;
 }
 
 static void dead_letter(jn_queue_t *q, const jn_record_t *rec, const char *reason)
@@ -1506,6 +1535,8 @@ int64_t jn_queue_enqueue(jn_queue_t *q, const jn_record_t *rec, uint8_t priority
          (q->o.max_length_bytes >= 0 && q->ready_bytes + size > q->o.max_length_bytes)))
         return JN_ETOOBIG;
     uint32_t p = prio_part(q, priority);
+    if (!q->own_ttl && own_ttl(rec) >= 0)
+        q->own_ttl = true;
     jn_publish_result_t res;
     int rc = jn__broker_publish_stream(q->b, q->s, q->s->name, q->s->name_len, rec, 1, (int32_t)p, &res);
     if (rc < 0)
@@ -1707,6 +1738,7 @@ static jn_queue_t *q_alloc(jn_broker_t *b, const char *name, const jn_queue_opts
     }
     q->nparts = o->max_priority ? (o->max_priority + 1u < Q_PARTS_MAX ? o->max_priority + 1u : Q_PARTS_MAX) : 1;
     q->last_used = jn_clock_now(&b->clock);
+    q->own_ttl = true; /* a replayed queue may hold some */
     return q;
 }
 
@@ -1984,7 +2016,9 @@ int64_t jn_queue_delete(jn_queue_t *q, bool if_unused, bool if_empty)
 /* Expires messages at the head of each partition. */
 static void expire_heads(jn_queue_t *q, int64_t now)
 {
-    if (q->o.message_ttl_ms < 0)
+    if (q->own_ttl && jn_queue_ready(q) == 0 && q->nunacked == 0)
+        q->own_ttl = false; /* nothing left that could carry a TTL */
+    if (q->o.message_ttl_ms < 0 && !q->own_ttl)
         return;
     int budget = Q_EXPIRE_PER_PASS;
     for (uint32_t p = 0; p < q->nparts && !q->deleted; p++) {

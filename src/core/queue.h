@@ -92,6 +92,16 @@ json_t *jn_queue_json(const jn_queue_t *q);
  * messages are offered it before this returns (in the same loop
  * iteration at the latest). Durability: see jn_queue_wait_durable. */
 int64_t jn_queue_enqueue(jn_queue_t *q, const jn_record_t *rec, uint8_t priority) JN_MUST_CHECK;
+
+/* A message's own time to live: a record header of this name whose value
+ * is a decimal count of milliseconds (1 to 15 digits; anything else is
+ * ignored), counted like message_ttl_ms from the record's timestamp (its
+ * enqueue time when the door passes timestamp 0). The message's TTL is the
+ * lesser of the two. As for message_ttl_ms, expiry is checked where a
+ * message reaches the head of its partition: at delivery, get and the
+ * maintenance pass (RabbitMQ's per-message TTL semantics); an expired
+ * message is dead-lettered with reason "expired". */
+#define JN_QUEUE_TTL_HEADER ":ttl-ms"
 void jn_queue_wait_durable(jn_queue_t *q, int64_t msg_id, jn_durable_waiter_t *w, jn_durable_cb cb);
 
 /* A delivery offered to a consumer. |id| identifies the message for

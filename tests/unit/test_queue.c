@@ -431,6 +431,76 @@ static void test_ttl(void **state)
     assert_int_equal(f->ndl, 1);
 }
 
+static int64_t put_ttl(jn_queue_t *q, const char *value, const char *ttl)
+{
+    jn_header_t h = {(const uint8_t *)JN_QUEUE_TTL_HEADER, (uint32_t)strlen(JN_QUEUE_TTL_HEADER),
+                     (const uint8_t *)ttl, (int32_t)strlen(ttl)};
+    jn_record_t r;
+    memset(&r, 0, sizeof r);
+    r.key_len = -1;
+    r.value = (const uint8_t *)value;
+    r.value_len = (int32_t)strlen(value);
+    r.headers = &h;
+    r.header_count = 1;
+    return jn_queue_enqueue(q, &r, 0);
+}
+
+/* Per-message TTL (JN_QUEUE_TTL_HEADER): the lesser of it and the
+ * queue's, enforced only at the head, as RabbitMQ does. */
+static void test_message_ttl_header(void **state)
+{
+    fx_t *f = *state;
+    jn_queue_opts_t o = opts();
+    o.dead_letter_target = "dlx";
+    jn_queue_t *q = declare(f, "own", &o);
+    assert_true(put_ttl(q, "short", "100") >= 0);
+    assert_true(put(q, "forever", 0) >= 0);
+    assert_true(put_ttl(q, "bad", "12x") >= 0);     /* not a number: no TTL */
+    assert_true(put_ttl(q, "long", "100000") >= 0);
+    f->now += 101;
+    jn__queue_maintain(f->b); /* head "short" expired; "forever" stops the pass */
+    assert_int_equal(f->ndl, 1);
+    assert_string_equal(f->dl[0].value, "short");
+    assert_string_equal(f->dl[0].reason, "expired");
+    assert_int_equal(jn_queue_ready(q), 3);
+
+    /* Behind an unexpired head a message waits past its TTL; reaching the
+     * head (a get) expires it. */
+    jn_qdelivery_t d;
+    assert_int_equal(jn_queue_get(q, true, &d), 1);
+    assert_int_equal(jn_queue_get(q, true, &d), 1); /* "bad" */
+    assert_true(put_ttl(q, "behind", "50") >= 0);   /* after "long" */
+    f->now += 60;
+    jn__queue_maintain(f->b);
+    assert_int_equal(f->ndl, 1);                    /* "long" is the head */
+    assert_int_equal(jn_queue_get(q, true, &d), 1); /* long */
+    assert_int_equal(jn_queue_get(q, true, &d), 0); /* behind: expired */
+    assert_int_equal(f->ndl, 2);
+    assert_string_equal(f->dl[1].value, "behind");
+
+    /* With a queue TTL the shorter one wins, both ways. */
+    jn_queue_opts_t o2 = opts();
+    o2.message_ttl_ms = 200;
+    o2.dead_letter_target = "dlx";
+    jn_queue_t *q2 = declare(f, "both", &o2);
+    assert_true(put_ttl(q2, "own-longer", "5000") >= 0);
+    assert_true(put_ttl(q2, "own-shorter", "10") >= 0);
+    f->now += 20;
+    tc_t t;
+    assert_int_equal(tc_consume(&t, q2, 0, true, false, 0), 0);
+    spin(f, 3);
+    assert_int_equal(t.n, 1);
+    assert_string_equal(t.got[0].value, "own-longer");
+    assert_int_equal(f->ndl, 3);
+    assert_string_equal(f->dl[2].value, "own-shorter");
+    jn_qconsumer_cancel(t.c, false);
+    assert_true(put_ttl(q2, "queue-wins", "5000") >= 0);
+    f->now += 201;
+    jn__queue_maintain(f->b);
+    assert_int_equal(f->ndl, 4);
+    assert_string_equal(f->dl[3].value, "queue-wins");
+}
+
 static void test_max_length(void **state)
 {
     fx_t *f = *state;
@@ -799,6 +869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nack_requeue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nack_dead_letter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_message_ttl_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priorities, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get, setup, teardown),

@@ -428,6 +428,29 @@ static jn_queue_t *queue_for(amqp_chan_t *ch, const char *name, uint32_t method)
     return q;
 }
 
+/* ACL check on queue |name| (amqp_int.h): false after a 403 channel error. */
+static bool queue_allowed(amqp_chan_t *ch, const char *name, enum jn_perm perm, uint32_t method)
+{
+    if (jn__amqp_allowed_queue(door(ch), &ch->c->principal, perm, name))
+        return true;
+    char text[256];
+    snprintf(text, sizeof text, "ACCESS_REFUSED - access to queue '%.100s' in vhost '/' refused for user '%.40s'", name,
+             ch->c->principal.name);
+    chan_error(ch, JN_AMQP_ACCESS_REFUSED, text, method);
+    return false;
+}
+
+static bool exchange_allowed(amqp_chan_t *ch, const jn_amqp_arg_t *name, uint32_t method)
+{
+    if (jn__amqp_allowed_exchange(door(ch), &ch->c->principal, (const char *)name->p, name->len, NULL, 0, false))
+        return true;
+    char text[256];
+    snprintf(text, sizeof text, "ACCESS_REFUSED - access to exchange '%.*s' in vhost '/' refused for user '%.40s'",
+             (int)(name->len > 100 ? 100 : name->len), (const char *)name->p, ch->c->principal.name);
+    chan_error(ch, JN_AMQP_ACCESS_REFUSED, text, method);
+    return false;
+}
+
 /* A queue name argument; the empty name means the channel's last
  * declared queue in AMQP, which RabbitMQ supports; we keep it simple and
  * require names (documented). */
@@ -552,6 +575,12 @@ static void queue_declare(amqp_chan_t *ch, const jn_amqp_method_t *m)
                         "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '%.*s'", name, strlen(name));
             return;
         }
+        if (!queue_allowed(ch, name, JN_PERM_PUBLISH, m->id))
+            return;
+        jn_amqp_value_t dv;
+        if (jn_amqp_table_get(m->a[7].p, m->a[7].len, "x-dead-letter-exchange", &dv) == 1 && dv.type == 'S' &&
+            dv.len <= AMQP_NAME_MAX && !exchange_allowed(ch, &(jn_amqp_arg_t){.p = dv.p, .len = dv.len}, m->id))
+            return;
         jn_queue_opts_t o;
         jn_queue_opts_default(&o);
         o.durable = durable && !exclusive;
@@ -598,7 +627,8 @@ static void queue_declare(amqp_chan_t *ch, const jn_amqp_method_t *m)
 static void queue_bind(amqp_chan_t *ch, const jn_amqp_method_t *m, bool unbind)
 {
     char name[AMQP_NAME_MAX + 1], text[256];
-    if (!arg_name(ch, &m->a[1], name, m->id) || !queue_for(ch, name, m->id))
+    if (!arg_name(ch, &m->a[1], name, m->id) || !queue_for(ch, name, m->id) ||
+        !queue_allowed(ch, name, JN_PERM_PUBLISH, m->id))
         return;
     jn_amqp_str_t dest = {m->a[1].p, m->a[1].len}, src = {m->a[2].p, m->a[2].len}, key = {m->a[3].p, m->a[3].len};
     jn_amqp_str_t args = unbind ? (jn_amqp_str_t){m->a[4].p, m->a[4].len} : (jn_amqp_str_t){m->a[5].p, m->a[5].len};
@@ -617,7 +647,8 @@ static void queue_purge(amqp_chan_t *ch, const jn_amqp_method_t *m)
 {
     char name[AMQP_NAME_MAX + 1];
     jn_queue_t *q;
-    if (!arg_name(ch, &m->a[1], name, m->id) || !(q = queue_for(ch, name, m->id)))
+    if (!arg_name(ch, &m->a[1], name, m->id) || !(q = queue_for(ch, name, m->id)) ||
+        !queue_allowed(ch, name, JN_PERM_PUBLISH, m->id))
         return;
     int64_t n = jn_queue_purge(q);
     if (n < 0) {
@@ -637,6 +668,8 @@ static void queue_delete(amqp_chan_t *ch, const jn_amqp_method_t *m)
         return;
     jn_queue_t *q = jn_queue_find(door(ch)->broker, name);
     int64_t n = 0;
+    if (q && !queue_allowed(ch, name, JN_PERM_PUBLISH, m->id))
+        return;
     if (q) {
         amqp_conn_t *own = owner_of(door(ch), name);
         if (own && own != ch->c) {
@@ -682,7 +715,7 @@ static void basic_consume(amqp_chan_t *ch, const jn_amqp_method_t *m)
     char name[AMQP_NAME_MAX + 1], tag[AMQP_NAME_MAX + 1];
     jn_queue_t *q;
     if (!arg_name(ch, &m->a[1], name, m->id) || !(q = queue_for(ch, name, m->id)) ||
-        !arg_name(ch, &m->a[2], tag, m->id))
+        !queue_allowed(ch, name, JN_PERM_SUBSCRIBE, m->id) || !arg_name(ch, &m->a[2], tag, m->id))
         return;
     if (!tag[0]) {
         snprintf(tag, sizeof tag, "amq.ctag-%llu-%llu", (unsigned long long)++door(ch)->seq,
@@ -752,7 +785,8 @@ static void basic_get(amqp_chan_t *ch, const jn_amqp_method_t *m)
 {
     char name[AMQP_NAME_MAX + 1];
     jn_queue_t *q;
-    if (!arg_name(ch, &m->a[1], name, m->id) || !(q = queue_for(ch, name, m->id)))
+    if (!arg_name(ch, &m->a[1], name, m->id) || !(q = queue_for(ch, name, m->id)) ||
+        !queue_allowed(ch, name, JN_PERM_SUBSCRIBE, m->id))
         return;
     bool no_ack = m->a[2].u;
     jn_qdelivery_t d;
@@ -920,6 +954,12 @@ static void publish(amqp_chan_t *ch, const char *exchange, const char *key, bool
         return;
     }
     uint64_t seq = ch->confirm ? ++ch->pub_seq : 0;
+    if ((h.props.flags & JN_AMQP_P_EXPIRATION) && !jn__amqp_expiration_ok(&h.props.expiration)) {
+        chan_errorf(ch, JN_AMQP_PRECONDITION_FAILED, JN_AMQP_BASIC_PUBLISH,
+                    "PRECONDITION_FAILED - invalid expiration '%.*s'", (const char *)h.props.expiration.p,
+                    h.props.expiration.len);
+        return;
+    }
     amqp_exchange_t *x = jn__amqp_exchange_find(a, (const uint8_t *)exchange, strlen(exchange));
     if (!x) {
         chan_errorf(ch, JN_AMQP_NOT_FOUND, JN_AMQP_BASIC_PUBLISH, "NOT_FOUND - no exchange '%.*s' in vhost '/'",
@@ -1047,6 +1087,8 @@ static void chan_method(amqp_chan_t *ch, const jn_amqp_method_t *m)
         return;
     case JN_AMQP_EXCHANGE_DECLARE:
     case JN_AMQP_EXCHANGE_DELETE:
+        if (!(m->id == JN_AMQP_EXCHANGE_DECLARE && m->a[3].u) && m->a[1].len && !exchange_allowed(ch, &m->a[1], m->id))
+            return;
         code = m->id == JN_AMQP_EXCHANGE_DECLARE ? jn__amqp_exchange_declare(door(ch), m, text, sizeof text)
                                                  : jn__amqp_exchange_delete(door(ch), m, text, sizeof text);
         if (code == JN_AMQP_COMMAND_INVALID) {
@@ -1066,6 +1108,8 @@ static void chan_method(amqp_chan_t *ch, const jn_amqp_method_t *m)
         bool unbind = m->id == JN_AMQP_EXCHANGE_UNBIND;
         jn_amqp_str_t dest = {m->a[1].p, m->a[1].len}, src = {m->a[2].p, m->a[2].len},
                       key = {m->a[3].p, m->a[3].len}, args = {m->a[5].p, m->a[5].len};
+        if (m->a[1].len && !exchange_allowed(ch, &m->a[1], m->id))
+            return;
         code = jn__amqp_bind(door(ch), true, &dest, &src, &key, &args, unbind, &ch->c->principal, text, sizeof text);
         if (code) {
             chan_error(ch, (uint16_t)code, text, m->id);

@@ -24,8 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../common/log.h"
+#include "deadletter.h"
 #include "routing.h"
 
 #define FW_BUF_MAX (1u << 20)
@@ -330,7 +332,7 @@ static void fw_flush(amqp_forwarder_t *fw)
     while (p && p < end) {
         /* Layout (ours, in memory only): ts:8 nh:4 vlen:4 value
          * then per header klen:4 key vlen:4 value (vlen -1: null). */
-        jn_header_t h[HDR_MAX + 2];
+        jn_header_t h[HDR_MAX + 3];
         jn_record_t rec = {.key = NULL, .key_len = -1};
         memcpy(&rec.timestamp, p, 8);
         uint32_t nh;
@@ -404,10 +406,23 @@ static int fw_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
         rc = jn_buf_append(b, &nh, 4);
     if (!rc)
         rc = put_blob(b, r->value, r->value ? r->value_len : -1);
+    const jn_header_t *exp = NULL;
     for (uint32_t i = 0; !rc && i < r->header_count && nh < HDR_MAX; i++, nh++) {
-        rc = put_blob(b, r->headers[i].key, (int32_t)r->headers[i].key_len);
+        const jn_header_t *h = &r->headers[i];
+        rc = put_blob(b, h->key, (int32_t)h->key_len);
         if (!rc)
-            rc = put_blob(b, r->headers[i].value, r->headers[i].value ? r->headers[i].value_len : -1);
+            rc = put_blob(b, h->value, h->value ? h->value_len : -1);
+        if (h->key_len == 15 && memcmp(h->key, "amqp-expiration", 15) == 0 && h->value)
+            exp = h;
+    }
+    /* An AMQP expiration is the message's TTL in this queue too, counted
+     * from its publication. */
+    if (!rc && exp && jn__amqp_expiration_ok(&(jn_amqp_str_t){exp->value, (uint32_t)exp->value_len})) {
+        rc = put_blob(b, JN_QUEUE_TTL_HEADER, sizeof JN_QUEUE_TTL_HEADER - 1);
+        if (!rc)
+            rc = put_blob(b, exp->value, exp->value_len);
+        if (!rc)
+            nh++;
     }
     /* Where it came from, for Basic.Deliver. */
     if (!rc)
@@ -738,6 +753,12 @@ static void build_headers(rec_builder_t *rb, const amqp_msg_t *m, bool with_rout
     PROP_STR(JN_AMQP_P_CORRELATION_ID, correlation_id, "amqp-correlation-id");
     PROP_STR(JN_AMQP_P_REPLY_TO, reply_to, "amqp-reply-to");
     PROP_STR(JN_AMQP_P_EXPIRATION, expiration, "amqp-expiration");
+    /* Per-message TTL, enforced by the core queue (validated at publish,
+     * jn__amqp_expiration_ok); subject-space records get it on the way
+     * into a bound queue (fw_deliver). */
+    if (with_route && (pr->flags & JN_AMQP_P_EXPIRATION) && jn__amqp_expiration_ok(&pr->expiration))
+        hdr_add(rb, JN_QUEUE_TTL_HEADER, sizeof JN_QUEUE_TTL_HEADER - 1, pr->expiration.p,
+                (int32_t)pr->expiration.len);
     PROP_STR(JN_AMQP_P_MESSAGE_ID, message_id, "amqp-message-id");
     if (pr->flags & JN_AMQP_P_TIMESTAMP)
         hdr_text(rb, "amqp-timestamp", 14, "%llu", (unsigned long long)pr->timestamp);
@@ -929,7 +950,74 @@ void jn__amqp_record_props(const jn_record_t *rec, jn_amqp_props_t *pr, jn_buf_t
         key->len = 255;
 }
 
+/* ---- ACLs ---- */
+
+/* Appends |n| bytes of a name to |out| as one subject level; false when
+ * it does not fit. */
+static bool acl_level(char *out, size_t cap, size_t *len, const char *p, size_t n, bool dots)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (*len + 4 > cap)
+            return false;
+        if (dots && c == '.') {
+            out[(*len)++] = '/';
+        } else if (c == '%' || c == '/' || c == '+' || c == '#') {
+            out[(*len)++] = '%';
+            out[(*len)++] = hex[c >> 4];
+            out[(*len)++] = hex[c & 15];
+        } else {
+            out[(*len)++] = (char)c;
+        }
+    }
+    out[*len] = 0;
+    return true;
+}
+
+bool jn__amqp_allowed_exchange(jn_amqp_t *a, const jn_principal_t *p, const char *exchange, size_t elen,
+                               const char *key, size_t klen, bool with_key)
+{
+    if (p->admin)
+        return true;
+    char s[2048];
+    size_t n = (size_t)snprintf(s, sizeof s, "amqp/exchange/");
+    if (elen == 0) {
+        exchange = "amq.default";
+        elen = 11;
+    }
+    if (!acl_level(s, sizeof s, &n, exchange, elen, false))
+        return false;
+    if (with_key && klen) {
+        s[n++] = '/';
+        if (!acl_level(s, sizeof s, &n, key, klen, true))
+            return false;
+    }
+    return jn_auth_allowed(jn_broker_auth(a->broker), p, JN_PERM_PUBLISH, s, n);
+}
+
+bool jn__amqp_allowed_queue(jn_amqp_t *a, const jn_principal_t *p, enum jn_perm perm, const char *queue)
+{
+    if (p->admin)
+        return true;
+    char s[1024];
+    size_t n = (size_t)snprintf(s, sizeof s, "amqp/queue/");
+    if (!acl_level(s, sizeof s, &n, queue, strlen(queue), false))
+        return false;
+    return jn_auth_allowed(jn_broker_auth(a->broker), p, perm, s, n);
+}
+
 /* ---- routing ---- */
+
+bool jn__amqp_expiration_ok(const jn_amqp_str_t *e)
+{
+    if (e->len < 1 || e->len > 15)
+        return false;
+    for (uint32_t i = 0; i < e->len; i++)
+        if (e->p[i] < '0' || e->p[i] > '9')
+            return false;
+    return true;
+}
 
 typedef struct route_set {
     const char *names[AMQP_ROUTE_MAX];
@@ -1013,6 +1101,10 @@ int jn__amqp_publish(jn_amqp_t *a, amqp_exchange_t *x, const amqp_msg_t *m, cons
         res->errors++;
         goto out;
     }
+    if (!is_topic_space(x) && !jn__amqp_allowed_exchange(a, p, m->exchange, m->exchange_len, m->key, m->key_len, true)) {
+        code = JN_AMQP_ACCESS_REFUSED;
+        goto out;
+    }
     route_into(a, x, m, s, 0);
     if (s->n == 0 && !s->forwarded && x->alternate) {
         amqp_exchange_t *alt = jn__amqp_exchange_find(a, (const uint8_t *)x->alternate, strlen(x->alternate));
@@ -1055,6 +1147,15 @@ int jn__amqp_publish(jn_amqp_t *a, amqp_exchange_t *x, const amqp_msg_t *m, cons
         rb->used = 0;
         rb->need_raw = false;
     }
+    if (s->n && m->dead_lettered && (m->props->flags & JN_AMQP_P_HEADERS)) {
+        /* RabbitMQ drops a dead-lettered message where it would close an
+         * automatic cycle (deadletter.h); other queues still get it. */
+        int w = 0;
+        for (int i = 0; i < s->n; i++)
+            if (!jn_amqp_dead_letter_cycle(m->props->headers.p, m->props->headers.len, s->names[i]))
+                s->names[w++] = s->names[i];
+        s->n = w;
+    }
     if (s->n) {
         build_headers(rb, m, true);
         rec.headers = rb->h;
@@ -1096,34 +1197,38 @@ static void on_dead_letter(jn_queue_t *q, const jn_record_t *rec, const char *re
         return;
     jn_amqp_props_t pr;
     jn_amqp_str_t ex, key;
-    jn_buf_t tbl;
+    jn_buf_t tbl, h2;
     jn_buf_init(&tbl, 1u << 20);
-    jn__amqp_record_props(rec, &pr, &tbl, &ex, &key);
-    /* RabbitMQ adds x-death; we add the reason and source queue as the
-     * simpler x-first-death-* headers (documented). */
-    jn_buf_t h2;
     jn_buf_init(&h2, 1u << 20);
-    size_t mark;
-    int rc = jn_amqp_table_begin(&h2, &mark);
-    if (!rc && (pr.flags & JN_AMQP_P_HEADERS) && pr.headers.len)
-        rc = jn_buf_append(&h2, pr.headers.p, pr.headers.len);
-    if (!rc)
-        rc = jn_amqp_put_str(&h2, "x-first-death-reason", reason, strlen(reason));
-    if (!rc)
-        rc = jn_amqp_put_str(&h2, "x-first-death-queue", jn_queue_name(q), strlen(jn_queue_name(q)));
-    if (!rc) {
-        jn_amqp_table_end(&h2, mark);
+    jn__amqp_record_props(rec, &pr, &tbl, &ex, &key);
+    jn_amqp_death_t d = {
+        .queue = jn_queue_name(q),
+        .reason = reason,
+        .exchange = ex.p ? ex.p : (const uint8_t *)"",
+        .exchange_len = ex.len,
+        .routing_key = key.p ? key.p : (const uint8_t *)"",
+        .routing_key_len = key.len,
+        .expiration = (pr.flags & JN_AMQP_P_EXPIRATION) ? pr.expiration.p : NULL,
+        .expiration_len = (pr.flags & JN_AMQP_P_EXPIRATION) ? pr.expiration.len : 0,
+        .time_s = (int64_t)time(NULL),
+    };
+    const uint8_t *old = (pr.flags & JN_AMQP_P_HEADERS) ? pr.headers.p : NULL;
+    size_t old_len = (pr.flags & JN_AMQP_P_HEADERS) ? pr.headers.len : 0;
+    if (jn_amqp_dead_letter_headers(&h2, old, old_len, &d) == 0) {
         pr.flags |= JN_AMQP_P_HEADERS;
-        pr.headers = (jn_amqp_str_t){h2.data + 4, (uint32_t)(h2.len - 4)};
+        pr.headers = (jn_amqp_str_t){h2.data, (uint32_t)h2.len};
+    } else {
+        jn_warn("amqp: %s: cannot add x-death to a dead letter; sent without it", jn_queue_name(q));
     }
-    /* The message's own expiration does not follow it. */
+    /* Its own expiration does not follow it (kept in x-death as
+     * original-expiration): it would expire again where it goes. */
     pr.flags &= (uint16_t)~JN_AMQP_P_EXPIRATION;
     const char *dk = o->dead_letter_key;
     char k[AMQP_NAME_MAX + 1];
-    size_t kl = key.len;
     if (dk) {
         snprintf(k, sizeof k, "%s", dk);
     } else {
+        size_t kl = key.len > AMQP_NAME_MAX ? AMQP_NAME_MAX : key.len;
         memcpy(k, key.p ? (const char *)key.p : "", kl);
         k[kl] = 0;
     }
@@ -1135,6 +1240,7 @@ static void on_dead_letter(jn_queue_t *q, const jn_record_t *rec, const char *re
         .props = &pr,
         .body = rec->value,
         .body_len = rec->value_len > 0 ? (size_t)rec->value_len : 0,
+        .dead_lettered = true,
     };
     amqp_route_result_t res;
     jn_principal_t admin = {.admin = true};

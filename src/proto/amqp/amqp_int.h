@@ -143,6 +143,7 @@ typedef struct amqp_msg {
     const jn_amqp_props_t *props;
     const uint8_t *body;
     size_t body_len;
+    bool dead_lettered; /* skip queues that would close a dead-letter cycle */
 } amqp_msg_t;
 
 /* Result of routing one publish. */
@@ -163,6 +164,26 @@ typedef struct amqp_route_result {
  * reply code (403 publish to a subject not allowed). */
 int jn__amqp_publish(jn_amqp_t *a, amqp_exchange_t *x, const amqp_msg_t *m, const jn_principal_t *p,
                      amqp_route_result_t *res);
+
+/* ACLs beyond amq.topic (docs/amqp.md): AMQP resources are checked as
+ * subjects of their own, names percent-encoded ('%', '/', '+', '#') so
+ * that each is one level:
+ *   amqp/exchange/<exchange>[/<routing key, '.' -> '/'>]  (the default
+ *       exchange is "amq.default")
+ *   amqp/queue/<queue>
+ * Publishing through an exchange other than amq.topic needs publish on
+ * the first (with the key); declaring or deleting an exchange, or binding
+ * one as a destination, publish on it without a key. Declaring (not
+ * passively), deleting, purging and binding a queue need publish on the
+ * second; consuming and getting need subscribe on it. */
+bool jn__amqp_allowed_exchange(jn_amqp_t *a, const jn_principal_t *p, const char *exchange, size_t elen,
+                               const char *key, size_t klen, bool with_key);
+bool jn__amqp_allowed_queue(jn_amqp_t *a, const jn_principal_t *p, enum jn_perm perm, const char *queue);
+
+/* Whether an expiration property is a TTL the door enforces: 1 to 15
+ * decimal digits (milliseconds), as RabbitMQ accepts (it refuses others
+ * with 406 PRECONDITION_FAILED). */
+bool jn__amqp_expiration_ok(const jn_amqp_str_t *e);
 
 /* Converts a delivered record back to properties (headers table built
  * into |tbl|); fills exchange/routing key views from its headers. */
