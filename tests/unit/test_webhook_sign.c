@@ -1,8 +1,8 @@
 /* test_webhook_sign.c - the pure helpers of the webhooks door
  * (src/proto/webhook/webhook_sign.c): Standard Webhooks signatures against
  * the specification's published example, verification with several
- * signatures, the generic HMAC scheme, message ids, retry schedules and
- * backoff, the SSRF address rules and the allow list. */
+ * signatures, the reusable signer, the generic HMAC scheme, message ids,
+ * retry schedules and backoff, the SSRF address rules and the allow list. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -223,10 +223,50 @@ static void test_allow_list(void **state)
     assert_int_equal(jn_wh_allow_parse("bad host!", &a), JN_EINVAL);
 }
 
+/* The keyed signer gives exactly jn_wh_sign's output, again and again
+ * (its state restarts per signature), for the spec example and others. */
+static void test_signer(void **state)
+{
+    (void)state;
+    uint8_t key[JN_WH_SECRET_MAX];
+    int kl = jn_wh_secret_decode(spec_secret, key);
+    assert_int_equal(kl, 24);
+    jn_wh_signer_t s;
+    assert_int_equal(jn_wh_signer_init(&s, key, (size_t)kl), 0);
+    char sig[JN_WH_SIG_LEN], want[JN_WH_SIG_LEN];
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(jn_wh_signer_sign(&s, spec_id, spec_ts, (const uint8_t *)spec_body, strlen(spec_body), sig), 0);
+        assert_string_equal(sig, spec_sig);
+    }
+    const char *ids[] = {"msg_0_1_orders", "msg_3_99999_x", "a"};
+    const char *bodies[] = {"", "hello", "{\"k\": [1, 2, 3]}"};
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 3; j++) {
+            int64_t ts = 1700000000 + i * 7 + j;
+            assert_int_equal(jn_wh_signer_sign(&s, ids[i], ts, (const uint8_t *)bodies[j], strlen(bodies[j]), sig), 0);
+            assert_int_equal(jn_wh_sign(key, (size_t)kl, ids[i], ts, (const uint8_t *)bodies[j], strlen(bodies[j]), want), 0);
+            assert_string_equal(sig, want);
+        }
+    }
+    /* an id over the cap is refused, as by jn_wh_sign */
+    char long_id[JN_WH_MSGID_MAX + 2];
+    memset(long_id, 'a', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    assert_int_equal(jn_wh_signer_sign(&s, long_id, 1, NULL, 0, sig), JN_EINVAL);
+    jn_wh_signer_free(&s);
+    jn_wh_signer_free(&s); /* safe twice */
+    /* unset and empty-key signers refuse */
+    assert_int_equal(jn_wh_signer_sign(&s, "x", 1, NULL, 0, sig), JN_EINVAL);
+    assert_int_equal(jn_wh_signer_init(&s, key, 0), JN_EINVAL);
+    assert_int_equal(jn_wh_signer_sign(&s, "x", 1, NULL, 0, sig), JN_EINVAL);
+    jn_wh_signer_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sign_spec_example), cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_signer),
         cmocka_unit_test(test_secrets),           cmocka_unit_test(test_hmac_scheme),
         cmocka_unit_test(test_msgid),             cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_ssrf_rules),        cmocka_unit_test(test_allow_list),

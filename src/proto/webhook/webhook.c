@@ -24,6 +24,14 @@
  * SSRF rules in the CURLOPT_OPENSOCKETFUNCTION callback, i.e. after
  * resolution, on the address actually connected to. Redirects are not
  * followed: a 3xx is a failed attempt.
+ *
+ * The per-delivery path is kept to what curl itself needs (measured in
+ * docs/webhooks.md): each endpoint keeps its easy handles configured and
+ * reuses them, request headers live in the request slot (no allocation),
+ * the HMAC key is set up once per secret, a kept-alive connection keeps
+ * its poll handle and epoll registration between requests, and the
+ * attempts log gets one record per endpoint and loop iteration for the
+ * successful first attempts (failures stay one record each).
  */
 #include "webhook_int.h"
 
@@ -33,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -43,7 +52,8 @@
 #include "../rest/rest_internal.h"
 
 #define WH_KEY_BUCKETS 256
-#define WH_POOL_MAX 256            /* idle easy handles kept for reuse */
+#define WH_FD_MAX (1u << 20)       /* file descriptors the socket table covers */
+#define WH_SCRATCH_MAX (1u << 20)  /* an attempt record's text */
 #define WH_BODY_READ_MAX (64u << 10) /* response bytes read before giving up on the rest */
 #define WH_REPLAY_MAX 10000        /* records per replay request */
 #define WH_USER_AGENT "junction-webhooks/0.1"
@@ -103,6 +113,7 @@ struct wh_ep {
     struct curl_slist *custom; /* the endpoint's own headers, "Name: value" */
     int64_t timeout_ms, rate_limit, max_conc, disable_after_ms;
     bool by_key, disabled, envelope;
+    bool removing;     /* jn__wh_ep_remove ran: request slots are not kept */
     int64_t sched[JN_WH_SCHEDULE_MAX];
     int nsched;
     uint8_t secret[JN_WH_SECRET_MAX];
@@ -120,18 +131,31 @@ struct wh_ep {
     double tokens;
     uint64_t tokens_at;
     uv_timer_t timer;
+    jn_wh_signer_t signer, old_signer; /* keyed with secret / old_secret */
+    jn_list_t pool;    /* idle attempts with easy handles configured for this endpoint */
+    size_t npool;
+    jn_wh_okbatch_t okb; /* successes of this iteration, not yet in the attempts log */
+    jn_list_t fnode;   /* w->flushq while okb holds some */
     int64_t failing_since; /* wall ms of the first failure since the last success; 0 none */
     uint64_t seq;      /* attempts logged */
     uint64_t delivered, failures, dead;
 };
 
+/* One request slot of an endpoint: an easy handle configured once with
+ * the endpoint's options and reused (a new endpoint definition gets new
+ * ones), and the request headers as a curl_slist whose nodes and text live
+ * here, so that starting a delivery allocates nothing. */
 struct wh_att {
-    jn_list_t node;    /* w->easy_pool when idle */
+    jn_list_t node;    /* ep->pool when idle */
     CURL *easy;
     jn_webhook_t *w;
+    wh_ep_t *ep;
     wh_msg_t *msg;
-    struct curl_slist *hdrs;
-    char *envelope;
+    struct curl_slist hl[5]; /* content-type, webhook-id, -timestamp, -signature, Expect; then ep->custom */
+    char h_ctype[160];
+    char h_id[JN_WH_MSGID_MAX + 16];
+    char h_ts[48];
+    char h_sig[2 * JN_WH_SIG_LEN + 24];
     uint64_t start_ns;
     size_t resp_len, resp_total;
     char blocked[192];
@@ -139,10 +163,20 @@ struct wh_att {
     char resp[JN_WH_EXCERPT_MAX];
 };
 
+/* A socket curl uses, with its poll handle. Sockets the door opened
+ * (opensocket_cb) stay in w->socks, registered, while their connection
+ * idles in curl's cache between requests, and go when curl closes them
+ * (closesocket_cb): curl stops watching a connection after every request,
+ * and an epoll registration plus removal and a handle per request would
+ * cost more than the request. Sockets curl opens itself (the resolver's)
+ * are dropped when curl stops watching them. */
 typedef struct wh_sock {
     uv_poll_t poll;
     jn_webhook_t *w;
     curl_socket_t fd;
+    int events;        /* UV_READABLE | UV_WRITABLE while the handle is active */
+    bool owned;        /* opened by opensocket_cb; closed through closesocket_cb */
+    bool watched;      /* curl watches it; else an idle connection still registered */
 } wh_sock_t;
 
 static void ep_dispatch(wh_ep_t *ep);
@@ -189,18 +223,56 @@ static void excerpt_text(char *dst, size_t cap, const char *p, size_t len)
                 dst[i] = '?';
 }
 
+/* Stores |txt| as attempt |seq| of |ep|: key "<id>/<seq mod KEEP>", so the
+ * table keeps the newest JN_WH_ATTEMPTS_KEEP records of each endpoint. */
+static void attempt_put(wh_ep_t *ep, uint64_t seq, const char *txt, size_t len)
+{
+    char key[96];
+    int kl = snprintf(key, sizeof key, "%s/%04" PRIu64, ep->id, seq % JN_WH_ATTEMPTS_KEEP);
+    int rc = jn_broker_table_put(ep->w->broker, JN_WH_ATTEMPTS_TABLE, (const uint8_t *)key, (size_t)kl,
+                                 (const uint8_t *)txt, len, "application/json", NULL);
+    if (rc < 0)
+        jn_warn("webhooks: cannot log an attempt of %s: %s", ep->id, jn_strerror(rc));
+}
+
+/* Writes the successes gathered in ep->okb as one record. */
+static void okb_flush(wh_ep_t *ep)
+{
+    jn_list_remove(&ep->fnode);
+    if (ep->okb.count == 0)
+        return;
+    jn_webhook_t *w = ep->w;
+    uint64_t seq = ++ep->seq;
+    jn_buf_reset(&w->scratch);
+    int rc = jn_wh_okbatch_render(&ep->okb, seq, jn_wall_ms(), &w->scratch);
+    if (rc == 0)
+        attempt_put(ep, seq, (const char *)w->scratch.data, w->scratch.len);
+    else
+        jn_warn("webhooks: cannot log %" PRIu32 " deliveries of %s: %s", ep->okb.count, ep->id, jn_strerror(rc));
+    jn_wh_okbatch_reset(&ep->okb);
+}
+
+static void flush_check_cb(uv_check_t *c)
+{
+    jn_webhook_t *w = c->data;
+    while (!jn_list_empty(&w->flushq))
+        okb_flush(jn_container_of(w->flushq.next, wh_ep_t, fnode));
+    uv_check_stop(c);
+}
+
 static void log_attempt(wh_ep_t *ep, wh_msg_t *m, long status, double latency_ms, const char *resp,
                         size_t resp_len, const char *error, const char *result, int64_t next_in_ms)
 {
-    jn_webhook_t *w = ep->w;
+    /* Gathered successes completed before this attempt: keep the order. */
+    okb_flush(ep);
     char text[JN_WH_EXCERPT_MAX + 1];
     excerpt_text(text, sizeof text, resp ? resp : "", resp ? resp_len : 0);
     uint64_t seq = ++ep->seq;
-    json_t *j = json_pack("{s:I,s:I,s:s,s:s,s:i,s:I,s:i,s:i,s:f,s:s,s:s?,s:s,s:b}", "seq", (json_int_t)seq, "time",
-                          (json_int_t)jn_wall_ms(), "webhook_id", m->id, "stream", m->stream, "partition",
+    json_t *j = json_pack("{s:I,s:I,s:s,s:s,s:i,s:I,s:i,s:i,s:f,s:s,s:s?,s:s,s:b,s:i}", "seq", (json_int_t)seq,
+                          "time", (json_int_t)jn_wall_ms(), "webhook_id", m->id, "stream", m->stream, "partition",
                           (int)m->partition, "offset", (json_int_t)m->offset, "attempt", m->attempts, "status",
                           (int)status, "latency_ms", latency_ms, "response", text, "error", error, "result", result,
-                          "manual", m->part == NULL);
+                          "manual", m->part == NULL, "count", 1);
     if (!j)
         return;
     if (next_in_ms >= 0)
@@ -209,13 +281,40 @@ static void log_attempt(wh_ep_t *ep, wh_msg_t *m, long status, double latency_ms
     json_decref(j);
     if (!txt)
         return;
-    char key[96];
-    int kl = snprintf(key, sizeof key, "%s/%04" PRIu64, ep->id, seq % JN_WH_ATTEMPTS_KEEP);
-    int rc = jn_broker_table_put(w->broker, JN_WH_ATTEMPTS_TABLE, (const uint8_t *)key, (size_t)kl,
-                                 (const uint8_t *)txt, strlen(txt), "application/json", NULL);
-    if (rc < 0)
-        jn_warn("webhooks: cannot log an attempt of %s: %s", ep->id, jn_strerror(rc));
+    attempt_put(ep, seq, txt, strlen(txt));
     free(txt);
+}
+
+/* A successful first attempt of a log record: gathered with the others of
+ * this loop iteration into one record (written by flush_check_cb, or
+ * earlier when the batch fills up or another record of the endpoint is
+ * written). */
+static void log_success(wh_ep_t *ep, wh_msg_t *m, long status, double latency_ms, const char *resp,
+                        size_t resp_len)
+{
+    jn_webhook_t *w = ep->w;
+    char text[JN_WH_EXCERPT_MAX + 1];
+    /* Only the first delivery of a batch keeps its response excerpt. */
+    if (ep->okb.count == 0)
+        excerpt_text(text, sizeof text, resp ? resp : "", resp ? resp_len : 0);
+    else
+        text[0] = '\0';
+    int rc = jn_wh_okbatch_add(&ep->okb, m->id, m->stream, m->partition, m->offset, status, latency_ms, text,
+                               strlen(text));
+    if (rc == JN_EAGAIN) {
+        okb_flush(ep);
+        excerpt_text(text, sizeof text, resp ? resp : "", resp ? resp_len : 0);
+        rc = jn_wh_okbatch_add(&ep->okb, m->id, m->stream, m->partition, m->offset, status, latency_ms, text,
+                               strlen(text));
+    }
+    if (rc < 0) {
+        log_attempt(ep, m, status, latency_ms, resp, resp_len, NULL, "delivered", -1);
+        return;
+    }
+    if (!jn_list_linked(&ep->fnode))
+        jn_list_insert_tail(&w->flushq, &ep->fnode);
+    if (!uv_is_active((uv_handle_t *)&w->flush_check))
+        uv_check_start(&w->flush_check, flush_check_cb);
 }
 
 typedef struct scan_ctx {
@@ -246,6 +345,9 @@ static int seq_desc(const void *a, const void *b)
 
 json_t *jn__wh_attempts_json(jn_webhook_t *w, const char *id, size_t limit)
 {
+    wh_ep_t *ep = jn__wh_ep_find(w, id);
+    if (ep)
+        okb_flush(ep); /* successes of the current iteration are shown too */
     char prefix[80];
     int pl = snprintf(prefix, sizeof prefix, "%s/", id);
     scan_ctx_t c = {w, json_array()};
@@ -535,10 +637,66 @@ static void sock_closed(uv_handle_t *h)
     handle_closed(w);
 }
 
+static wh_sock_t *sock_find(jn_webhook_t *w, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < w->nsocks ? w->socks[fd] : NULL;
+}
+
+/* Takes |s| out of the table and closes its handle (which removes the
+ * registration: call it before the descriptor is closed). */
+static void sock_drop(jn_webhook_t *w, wh_sock_t *s)
+{
+    if (sock_find(w, s->fd) == s)
+        w->socks[s->fd] = NULL;
+    uv_close((uv_handle_t *)&s->poll, sock_closed);
+}
+
+/* A poll handle for |fd|, in the table. NULL when out of memory or past
+ * WH_FD_MAX. */
+static wh_sock_t *sock_new(jn_webhook_t *w, curl_socket_t fd, bool owned)
+{
+    if (fd < 0 || (size_t)fd >= WH_FD_MAX)
+        return NULL;
+    if ((size_t)fd >= w->nsocks) {
+        size_t n = w->nsocks ? w->nsocks : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        if (n > WH_FD_MAX)
+            n = WH_FD_MAX;
+        wh_sock_t **t = realloc(w->socks, n * sizeof *t);
+        if (!t)
+            return NULL;
+        memset(t + w->nsocks, 0, (n - w->nsocks) * sizeof *t);
+        w->socks = t;
+        w->nsocks = n;
+    }
+    wh_sock_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (uv_poll_init_socket(w->loop, &s->poll, fd) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->w = w;
+    s->fd = fd;
+    s->owned = owned;
+    s->poll.data = s;
+    w->handles++;
+    w->socks[fd] = s;
+    return s;
+}
+
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
     wh_sock_t *s = h->data;
     jn_webhook_t *w = s->w;
+    if (!s->watched) {
+        /* An idle connection woke up (the receiver closed it, most
+         * likely): stop listening; curl checks the connection before it
+         * reuses it and closes it through closesocket_cb. */
+        uv_poll_stop(h);
+        return;
+    }
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -557,28 +715,35 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     jn_webhook_t *w = userp;
     wh_sock_t *s = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            curl_multi_assign(w->multi, fd, NULL);
+        if (!s)
+            return 0;
+        curl_multi_assign(w->multi, fd, NULL);
+        s->watched = false;
+        /* Ours: the connection goes to curl's cache and is most likely
+         * reused by the next request; keep the registration until then
+         * or until closesocket_cb. Not ours: curl may close it without
+         * telling, so let it go now. */
+        if (!s->owned) {
             uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, sock_closed);
+            sock_drop(w, s);
         }
         return 0;
     }
-    if (!s) {
-        if (!(s = calloc(1, sizeof *s)))
-            return -1;
-        if (uv_poll_init_socket(w->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->w = w;
-        s->fd = fd;
-        s->poll.data = s;
-        w->handles++;
+    if (!s)
+        s = sock_find(w, fd);
+    if (!s && !(s = sock_new(w, fd, false)))
+        return -1;
+    if (!s->watched) {
         curl_multi_assign(w->multi, fd, s);
+        s->watched = true;
     }
     int ev = ((what & CURL_POLL_IN) ? UV_READABLE : 0) | ((what & CURL_POLL_OUT) ? UV_WRITABLE : 0);
-    uv_poll_start(&s->poll, ev, poll_cb);
+    /* uv_poll_start removes the registration and adds it again: two
+     * system calls, for nothing when the events are the same. */
+    if (ev != s->events || !uv_is_active((uv_handle_t *)&s->poll)) {
+        uv_poll_start(&s->poll, ev, poll_cb);
+        s->events = ev;
+    }
     return 0;
 }
 
@@ -609,7 +774,7 @@ static curl_socket_t opensocket_cb(void *clientp, curlsocktype purpose, struct c
         return CURL_SOCKET_BAD;
     const struct sockaddr *sa = &a->addr;
     const char *why = jn_wh_addr_blocked(sa);
-    if (why && !jn_wh_allow_addr(&w->allow, sa) && !(att->msg && jn_wh_allow_host(&w->allow, att->msg->ep->host))) {
+    if (why && !jn_wh_allow_addr(&w->allow, sa) && !jn_wh_allow_host(&w->allow, att->ep->host)) {
         char addr[INET6_ADDRSTRLEN] = "?";
         if (sa->sa_family == AF_INET)
             inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof addr);
@@ -619,7 +784,25 @@ static curl_socket_t opensocket_cb(void *clientp, curlsocktype purpose, struct c
                  why);
         return CURL_SOCKET_BAD;
     }
-    return socket(a->family, a->socktype, a->protocol);
+    curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+    if (fd >= 0) {
+        /* The number was free, so an entry for it is stale. */
+        wh_sock_t *stale = sock_find(w, fd);
+        if (stale)
+            sock_drop(w, stale);
+        /* Without a table entry the socket is handled like curl's own ones. */
+        (void)sock_new(w, fd, true);
+    }
+    return fd;
+}
+
+static int closesocket_cb(void *clientp, curl_socket_t fd)
+{
+    jn_webhook_t *w = clientp;
+    wh_sock_t *s = sock_find(w, fd);
+    if (s)
+        sock_drop(w, s);
+    return close(fd);
 }
 
 static size_t write_cb(char *p, size_t size, size_t n, void *ud)
@@ -637,13 +820,14 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
     return att->resp_total > WH_BODY_READ_MAX ? 0 : len;
 }
 
-static wh_att_t *att_get(jn_webhook_t *w)
+/* A request slot for |ep|: an idle one of its pool, or a new easy handle
+ * set up with everything that does not change between its requests. */
+static wh_att_t *att_get(wh_ep_t *ep)
 {
-    if (!jn_list_empty(&w->easy_pool)) {
-        wh_att_t *a = jn_container_of(w->easy_pool.next, wh_att_t, node);
+    if (!jn_list_empty(&ep->pool)) {
+        wh_att_t *a = jn_container_of(ep->pool.next, wh_att_t, node);
         jn_list_remove(&a->node);
-        w->npool--;
-        curl_easy_reset(a->easy);
+        ep->npool--;
         return a;
     }
     wh_att_t *a = calloc(1, sizeof *a);
@@ -653,27 +837,79 @@ static wh_att_t *att_get(jn_webhook_t *w)
         free(a);
         return NULL;
     }
-    a->w = w;
+    a->w = ep->w;
+    a->ep = ep;
     jn_list_init(&a->node);
+    a->hl[0].data = a->h_ctype;
+    a->hl[1].data = a->h_id;
+    a->hl[2].data = a->h_ts;
+    a->hl[3].data = a->h_sig;
+    a->hl[4].data = (char *)"Expect:";
+    for (int i = 0; i < 4; i++)
+        a->hl[i].next = &a->hl[i + 1];
+    a->hl[4].next = ep->custom; /* lives as long as the endpoint, which outlives its requests */
+    CURL *e = a->easy;
+    curl_easy_setopt(e, CURLOPT_PRIVATE, a);
+    curl_easy_setopt(e, CURLOPT_URL, ep->url);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* no proxy from the environment: the SSRF check sees the receiver */
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->hl);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, WH_USER_AGENT);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)ep->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(ep->timeout_ms < 10000 ? ep->timeout_ms : 10000));
+    /* A receiver that drips its answer is cut off well before the total
+     * timeout when it sends under 1 byte/s for a few seconds. */
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(ep->timeout_ms / 1000 > 1 ? ep->timeout_ms / 1000 : 1));
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, a);
+    /* Connections outlive the request that opened them: not |a|. */
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, ep->w);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->err);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     return a;
 }
 
-static void att_put(jn_webhook_t *w, wh_att_t *a)
+static void att_destroy(wh_att_t *a)
 {
-    curl_slist_free_all(a->hdrs);
-    a->hdrs = NULL;
-    free(a->envelope);
-    a->envelope = NULL;
+    curl_easy_cleanup(a->easy);
+    free(a);
+}
+
+/* Back to its endpoint's pool; destroyed when the endpoint is going away
+ * (its pool is emptied then) or the pool holds max_concurrency already. */
+static void att_put(wh_att_t *a)
+{
+    wh_ep_t *ep = a->ep;
     a->msg = NULL;
     a->resp_len = a->resp_total = 0;
     a->blocked[0] = a->err[0] = '\0';
-    if (w->npool < WH_POOL_MAX && !w->closing) {
-        jn_list_insert_head(&w->easy_pool, &a->node);
-        w->npool++;
+    if (!ep->removing && !a->w->closing && ep->npool < (size_t)ep->max_conc) {
+        jn_list_insert_head(&ep->pool, &a->node);
+        ep->npool++;
         return;
     }
-    curl_easy_cleanup(a->easy);
-    free(a);
+    att_destroy(a);
+}
+
+/* Writes "name: value" into |dst| (cap bytes). JN_ETOOBIG when cut. */
+static int header_line(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int header_line(char *dst, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= cap ? JN_ETOOBIG : 0;
 }
 
 static int add_header(struct curl_slist **l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -696,57 +932,39 @@ static int add_header(struct curl_slist **l, const char *fmt, ...)
 static int att_start(wh_ep_t *ep, wh_msg_t *m)
 {
     jn_webhook_t *w = ep->w;
-    wh_att_t *a = att_get(w);
+    wh_att_t *a = att_get(ep);
     if (!a)
         return JN_ENOMEM;
     a->msg = m;
-    int64_t ts = jn_wall_ms() / 1000;
+    int64_t now = jn_wall_ms();
+    int64_t ts = now / 1000;
     char sig[JN_WH_SIG_LEN], sig_old[JN_WH_SIG_LEN];
-    int rc = jn_wh_sign(ep->secret, ep->slen, m->id, ts, m->body, m->blen, sig);
-    bool two = ep->olen > 0 && jn_wall_ms() < ep->old_until;
+    int rc = jn_wh_signer_sign(&ep->signer, m->id, ts, m->body, m->blen, sig);
+    bool two = ep->olen > 0 && now < ep->old_until;
     if (rc == 0 && two)
-        rc = jn_wh_sign(ep->old_secret, ep->olen, m->id, ts, m->body, m->blen, sig_old);
-    for (struct curl_slist *c = ep->custom; rc == 0 && c; c = c->next)
-        rc = add_header(&a->hdrs, "%s", c->data);
+        rc = jn_wh_signer_sign(&ep->old_signer, m->id, ts, m->body, m->blen, sig_old);
+    /* The content type comes from the record: a control byte in it (a
+     * CR/LF would start another header) makes it the default. */
+    const char *ct = m->ctype;
+    for (const char *p = ct; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            ct = "application/octet-stream";
+            break;
+        }
     if (rc == 0)
-        rc = add_header(&a->hdrs, "content-type: %s", m->ctype);
+        rc = header_line(a->h_ctype, sizeof a->h_ctype, "content-type: %s", ct);
     if (rc == 0)
-        rc = add_header(&a->hdrs, "webhook-id: %s", m->id);
+        rc = header_line(a->h_id, sizeof a->h_id, "webhook-id: %s", m->id);
     if (rc == 0)
-        rc = add_header(&a->hdrs, "webhook-timestamp: %" PRId64, ts);
+        rc = header_line(a->h_ts, sizeof a->h_ts, "webhook-timestamp: %" PRId64, ts);
     if (rc == 0)
-        rc = add_header(&a->hdrs, "webhook-signature: %s%s%s", sig, two ? " " : "", two ? sig_old : "");
-    if (rc == 0)
-        rc = add_header(&a->hdrs, "Expect:");
+        rc = header_line(a->h_sig, sizeof a->h_sig, "webhook-signature: %s%s%s", sig, two ? " " : "",
+                         two ? sig_old : "");
     if (rc < 0)
         goto fail;
     CURL *e = a->easy;
-    curl_easy_setopt(e, CURLOPT_PRIVATE, a);
-    curl_easy_setopt(e, CURLOPT_URL, ep->url);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* no proxy from the environment: the SSRF check sees the receiver */
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)m->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)m->blen);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->hdrs);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, WH_USER_AGENT);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)ep->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(ep->timeout_ms < 10000 ? ep->timeout_ms : 10000));
-    /* A receiver that drips its answer is cut off well before the total
-     * timeout when it sends under 1 byte/s for a few seconds. */
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(ep->timeout_ms / 1000 > 1 ? ep->timeout_ms / 1000 : 1));
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, a);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->err);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     a->start_ns = jn_mono_ns();
     if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
         rc = JN_ENOMEM;
@@ -758,7 +976,7 @@ static int att_start(wh_ep_t *ep, wh_msg_t *m)
     w->inflight++;
     return 0;
 fail:
-    att_put(w, a);
+    att_put(a);
     return rc;
 }
 
@@ -773,7 +991,7 @@ static void att_abort(wh_msg_t *m)
     m->att = NULL;
     m->ep->inflight--;
     w->inflight--;
-    att_put(w, a);
+    att_put(a);
 }
 
 /* ---- dead letters and events ---- */
@@ -874,13 +1092,16 @@ static void att_done(jn_webhook_t *w, CURL *e, CURLcode res)
     char resp[JN_WH_EXCERPT_MAX];
     size_t rlen = a->resp_len;
     memcpy(resp, a->resp, rlen);
-    att_put(w, a);
+    att_put(a);
 
     bool disable = false;
     if (ok) {
         ep->delivered++;
         ep->failing_since = 0;
-        log_attempt(ep, m, status, latency, resp, rlen, NULL, "delivered", -1);
+        if (m->attempts == 1 && m->part)
+            log_success(ep, m, status, latency, resp, rlen);
+        else
+            log_attempt(ep, m, status, latency, resp, rlen, NULL, "delivered", -1);
         msg_done(m);
     } else {
         ep->failures++;
@@ -1032,6 +1253,9 @@ static void ep_closed(uv_handle_t *h)
     free(ep->url);
     free(ep->filter);
     curl_slist_free_all(ep->custom);
+    jn_wh_signer_free(&ep->signer);
+    jn_wh_signer_free(&ep->old_signer);
+    jn_wh_okbatch_free(&ep->okb);
     free(ep);
     handle_closed(w);
 }
@@ -1040,6 +1264,8 @@ void jn__wh_ep_remove(wh_ep_t *ep, bool drop_group)
 {
     jn_webhook_t *w = ep->w;
     jn_list_remove(&ep->node);
+    okb_flush(ep);
+    ep->removing = true;
     if (ep->sub) {
         ep_commit(ep);
         jn_sub_close(ep->sub);
@@ -1074,6 +1300,12 @@ void jn__wh_ep_remove(wh_ep_t *ep, bool drop_group)
             free(k);
         }
     }
+    while (!jn_list_empty(&ep->pool)) {
+        wh_att_t *a = jn_container_of(ep->pool.next, wh_att_t, node);
+        jn_list_remove(&a->node);
+        att_destroy(a);
+    }
+    ep->npool = 0;
     if (drop_group && jn_broker_group_delete(w->broker, ep->group) < 0)
         jn_debug("webhooks: no group %s to delete", ep->group);
     uv_timer_stop(&ep->timer);
@@ -1128,6 +1360,7 @@ int jn__wh_ep_apply(jn_webhook_t *w, const char *id, json_t *def)
     uint64_t seq = 0;
     int64_t failing_since = 0;
     if (old) {
+        okb_flush(old); /* its records take sequence numbers: before copying */
         seq = old->seq;
         failing_since = old->failing_since;
         jn__wh_ep_remove(old, false);
@@ -1143,6 +1376,9 @@ int jn__wh_ep_apply(jn_webhook_t *w, const char *id, json_t *def)
     jn_list_init(&ep->ready);
     jn_list_init(&ep->waiting);
     jn_list_init(&ep->node);
+    jn_list_init(&ep->pool);
+    jn_list_init(&ep->fnode);
+    jn_wh_okbatch_init(&ep->okb);
     ep->def = json_incref(def);
     if (uv_timer_init(w->loop, &ep->timer) != 0) {
         json_decref(ep->def);
@@ -1187,12 +1423,16 @@ int jn__wh_ep_apply(jn_webhook_t *w, const char *id, json_t *def)
         goto fail;
     }
     ep->slen = (size_t)sl;
+    if ((rc = jn_wh_signer_init(&ep->signer, ep->secret, ep->slen)) < 0)
+        goto fail;
     const char *old_secret = def_str(def, "old_secret");
     if (old_secret) {
         int ol = jn_wh_secret_decode(old_secret, ep->old_secret);
         if (ol > 0) {
             ep->olen = (size_t)ol;
             ep->old_until = def_int(def, "old_secret_until", 0);
+            if ((rc = jn_wh_signer_init(&ep->old_signer, ep->old_secret, ep->olen)) < 0)
+                goto fail;
         }
     }
     const char *hname;
@@ -1285,6 +1525,8 @@ int jn__wh_ep_replay(wh_ep_t *ep, const char *stream, uint32_t partition, int64_
         to = end - 1;
     jn_buf_t raw;
     jn_buf_init(&raw, 128u << 20);
+    jn_buf_t z; /* records of a compressed batch */
+    jn_buf_init(&z, JN_BATCH_MAX_DECOMPRESSED);
     int64_t next = from;
     int queued = 0, rc = 0;
     while (next <= to) {
@@ -1301,7 +1543,7 @@ int jn__wh_ep_replay(wh_ep_t *ep, const char *stream, uint32_t partition, int64_
             if (blen < 0)
                 break;
             jn_batch_iter_t it;
-            if (jn_batch_iter_init(&it, raw.data + pos, (size_t)blen, false) == 0) {
+            if (jn_batch_iter_init_scratch(&it, raw.data + pos, (size_t)blen, false, &z) == 0) {
                 jn_record_t rec;
                 while (jn_batch_iter_next(&it, &rec) == 1) {
                     if (rec.offset < next || rec.offset > to)
@@ -1350,6 +1592,7 @@ int jn__wh_ep_replay(wh_ep_t *ep, const char *stream, uint32_t partition, int64_
     }
 done:
     jn_buf_free(&raw);
+    jn_buf_free(&z);
     if (queued)
         ep_kick(ep, 0);
     return rc < 0 ? rc : queued;
@@ -1362,6 +1605,8 @@ static void handle_closed(jn_webhook_t *w)
     if (--w->handles == 0 && w->closing) {
         jn__wh_hooks_free(w);
         free(w->allow_text);
+        free(w->socks);
+        jn_buf_free(&w->scratch);
         free(w);
     }
 }
@@ -1398,7 +1643,8 @@ int jn_webhook_new(jn_httpd_t *httpd, jn_broker_t *broker, jn_rest_t *rest, cons
     w->cfg = *cfg;
     jn_list_init(&w->eps);
     jn_list_init(&w->hooks);
-    jn_list_init(&w->easy_pool);
+    jn_list_init(&w->flushq);
+    jn_buf_init(&w->scratch, WH_SCRATCH_MAX);
     if (RAND_bytes((uint8_t *)&w->rnd, sizeof w->rnd) != 1 || w->rnd == 0)
         w->rnd = 0x2545f491u;
     int rc = JN_EINVAL;
@@ -1439,8 +1685,9 @@ int jn_webhook_new(jn_httpd_t *httpd, jn_broker_t *broker, jn_rest_t *rest, cons
     curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     uv_timer_init(w->loop, &w->curl_timer);
     uv_timer_init(w->loop, &w->commit_timer);
-    w->curl_timer.data = w->commit_timer.data = w;
-    w->handles = 2;
+    uv_check_init(w->loop, &w->flush_check);
+    w->curl_timer.data = w->commit_timer.data = w->flush_check.data = w;
+    w->handles = 3;
     uv_timer_start(&w->commit_timer, commit_tick, (uint64_t)w->cfg.commit_interval_ms,
                    (uint64_t)w->cfg.commit_interval_ms);
     uv_unref((uv_handle_t *)&w->commit_timer);
@@ -1474,16 +1721,15 @@ void jn_webhook_free(jn_webhook_t *w)
     while (!jn_list_empty(&w->eps))
         jn__wh_ep_remove(jn_container_of(w->eps.next, wh_ep_t, node), false);
     w->closing = true;
-    while (!jn_list_empty(&w->easy_pool)) {
-        wh_att_t *a = jn_container_of(w->easy_pool.next, wh_att_t, node);
-        jn_list_remove(&a->node);
-        curl_easy_cleanup(a->easy);
-        free(a);
-    }
-    w->npool = 0;
-    /* May report sockets removed: their poll handles close now. */
+    /* Closes the cached connections through closesocket_cb: their poll
+     * handles close now. */
     curl_multi_cleanup(w->multi);
     w->multi = NULL;
+    for (size_t i = 0; i < w->nsocks; i++)
+        if (w->socks[i])
+            sock_drop(w, w->socks[i]);
+    uv_check_stop(&w->flush_check);
+    uv_close((uv_handle_t *)&w->flush_check, door_timer_closed);
     uv_timer_stop(&w->curl_timer);
     uv_timer_stop(&w->commit_timer);
     uv_close((uv_handle_t *)&w->curl_timer, door_timer_closed);

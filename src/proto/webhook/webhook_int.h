@@ -1,8 +1,9 @@
 /* webhook_int.h - what the files of the webhooks door share, and the pure
  * helpers of webhook_sign.c (Standard Webhooks signatures, generic HMAC,
- * the SSRF address rules, the allow list, retry schedules, message ids),
- * which tests/unit/test_webhook_sign.c exercises without a server.
- * Not part of the public API (webhook.h is). */
+ * the SSRF address rules, the allow list, retry schedules, message ids)
+ * and webhook_attlog.c (aggregated attempt records), which
+ * tests/unit/test_webhook_sign.c and test_webhook_attlog.c exercise
+ * without a server. Not part of the public API (webhook.h is). */
 #ifndef JN_WEBHOOK_INT_H
 #define JN_WEBHOOK_INT_H
 
@@ -11,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "../../common/buf.h"
 #include "../../common/error.h"
 
 #define JN_WH_SECRET_MAX 64     /* decoded secret bytes */
@@ -35,6 +37,24 @@ int jn_wh_secret_generate(char *out, size_t outlen) JN_MUST_CHECK;
  * |id| is too long (over JN_WH_MSGID_MAX) or HMAC fails. */
 int jn_wh_sign(const uint8_t *key, size_t klen, const char *id, int64_t ts, const uint8_t *body, size_t blen,
                char *out) JN_MUST_CHECK;
+
+/* A signer holds one secret's keyed HMAC-SHA256 state, so signing a
+ * delivery costs the hash of the signed bytes only (no key setup, no
+ * algorithm lookup, no allocation). Not thread-safe: one user at a time. */
+typedef struct jn_wh_signer {
+    void *mac; /* EVP_MAC_CTX keyed with the secret; NULL when unset */
+} jn_wh_signer_t;
+
+/* Keys |s| with |key| (|klen| bytes, copied). Returns 0, JN_EINVAL (empty
+ * key) or JN_ENOMEM. On failure |s| is unset (jn_wh_signer_free is still
+ * safe). */
+int jn_wh_signer_init(jn_wh_signer_t *s, const uint8_t *key, size_t klen) JN_MUST_CHECK;
+/* Same output as jn_wh_sign with the key of |s|. Returns 0 or JN_EINVAL
+ * (unset signer, |id| over JN_WH_MSGID_MAX, HMAC failure). */
+int jn_wh_signer_sign(jn_wh_signer_t *s, const char *id, int64_t ts, const uint8_t *body, size_t blen,
+                      char *out) JN_MUST_CHECK;
+/* Releases the state; the signer is unset afterwards. Safe when unset. */
+void jn_wh_signer_free(jn_wh_signer_t *s);
 
 /* Verifies a webhook-signature header value (space-separated "v1,<b64>"
  * entries; other versions are ignored) against |key|: true when one entry
@@ -73,6 +93,54 @@ int jn_wh_schedule_parse(const char *s, int64_t *out);
  * receiver asked for |retry_after_ms| (> 0, 429/503 Retry-After) the delay
  * is at least that, capped at 24 h. */
 int64_t jn_wh_backoff(const int64_t *sched, int n, uint32_t rnd, int64_t retry_after_ms);
+
+/* ---- aggregated attempt records (webhook_attlog.c) ----
+ *
+ * Successful first attempts of log records are not written to the
+ * attempts log one by one: those of one endpoint that complete in one loop
+ * iteration (with the same status) become one record with "count" and
+ * every "webhook_ids". Failures, retries that succeed and manual
+ * deliveries are still written one per attempt (webhook.c). */
+
+#define JN_WH_OKBATCH_MAX 256      /* deliveries per aggregated record */
+#define JN_WH_OKBATCH_TEXT_MAX 1024 /* response excerpt kept (of the first delivery) */
+
+typedef struct jn_wh_okbatch {
+    uint32_t count;     /* deliveries in the batch; 0 = empty */
+    long status;        /* HTTP status shared by all of them */
+    double lat_sum, lat_max; /* ms */
+    char id[JN_WH_MSGID_MAX + 1]; /* the first delivery: */
+    char stream[256];
+    uint32_t partition;
+    int64_t offset;
+    char resp[JN_WH_OKBATCH_TEXT_MAX + 1]; /* its response excerpt (valid UTF-8, NUL-terminated) */
+    jn_buf_t ids;       /* the JSON array's elements so far: "\"id\",\"id\"" (capped) */
+} jn_wh_okbatch_t;
+
+void jn_wh_okbatch_init(jn_wh_okbatch_t *b);
+void jn_wh_okbatch_free(jn_wh_okbatch_t *b);
+/* Empties the batch (keeps the id buffer's memory). */
+void jn_wh_okbatch_reset(jn_wh_okbatch_t *b);
+/* Adds one successful delivery: message id |id|, from |stream| (NUL-
+ * terminated, under 256 bytes) / |partition| / |offset|, HTTP |status|,
+ * |latency_ms|, and its response excerpt |resp| (|rlen| bytes of valid
+ * UTF-8, only kept for the first delivery; may be NULL). Returns 0;
+ * JN_EAGAIN when the batch is full (JN_WH_OKBATCH_MAX) or holds another
+ * status - render and reset it, then add again; JN_EINVAL for an id or
+ * stream over its cap; JN_ENOMEM. The batch is unchanged on error. */
+int jn_wh_okbatch_add(jn_wh_okbatch_t *b, const char *id, const char *stream, uint32_t partition, int64_t offset,
+                      long status, double latency_ms, const char *resp, size_t rlen) JN_MUST_CHECK;
+/* Appends the batch as one attempt record (compact JSON object) to |out|:
+ * seq, time (|time_ms|), webhook_id/stream/partition/offset of the first
+ * delivery, attempt 1, status, latency_ms (mean), latency_ms_max,
+ * response, error null, result "delivered", manual false, count and
+ * webhook_ids (every id, in completion order). Returns 0, JN_EINVAL for
+ * an empty batch, JN_ETOOBIG / JN_ENOMEM from |out|. */
+int jn_wh_okbatch_render(const jn_wh_okbatch_t *b, uint64_t seq, int64_t time_ms, jn_buf_t *out) JN_MUST_CHECK;
+/* Appends |p| (|len| bytes) as a JSON string, quotes included: '"', '\\'
+ * and control bytes escaped, other bytes as they are (give valid UTF-8).
+ * Returns 0, JN_ETOOBIG or JN_ENOMEM. */
+int jn_wh_json_str(jn_buf_t *out, const char *p, size_t len) JN_MUST_CHECK;
 
 /* ---- SSRF rules ---- */
 
@@ -165,8 +233,11 @@ struct jn_webhook {
     uint32_t inflight;     /* over all endpoints */
     jn_list_t eps;         /* wh_ep_t.node */
     jn_list_t hooks;       /* wh_hook_t.node */
-    jn_list_t easy_pool;   /* idle attempts with their easy handles */
-    size_t npool;
+    uv_check_t flush_check; /* writes the aggregated attempt records at the end of an iteration */
+    jn_list_t flushq;      /* endpoints with successes not yet written (wh_ep_t.fnode) */
+    jn_buf_t scratch;      /* an attempt record's text, reused */
+    struct wh_sock **socks; /* by file descriptor: the poll handle of each curl socket */
+    size_t nsocks;         /* entries of socks (grows up to WH_FD_MAX) */
     uint32_t rnd;          /* xorshift state for jitter */
 };
 

@@ -113,6 +113,52 @@ int jn_wh_sign(const uint8_t *key, size_t klen, const char *id, int64_t ts, cons
     return rc;
 }
 
+int jn_wh_signer_init(jn_wh_signer_t *s, const uint8_t *key, size_t klen)
+{
+    s->mac = NULL;
+    if (klen == 0)
+        return JN_EINVAL;
+    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *c = m ? EVP_MAC_CTX_new(m) : NULL;
+    EVP_MAC_free(m); /* the context holds its own reference */
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_construct_end()};
+    if (!c || !EVP_MAC_init(c, key, klen, params)) {
+        EVP_MAC_CTX_free(c);
+        return JN_ENOMEM;
+    }
+    s->mac = c;
+    return 0;
+}
+
+int jn_wh_signer_sign(jn_wh_signer_t *s, const char *id, int64_t ts, const uint8_t *body, size_t blen, char *out)
+{
+    EVP_MAC_CTX *c = s->mac;
+    char head[JN_WH_MSGID_MAX + 32];
+    if (!c || strlen(id) > JN_WH_MSGID_MAX)
+        return JN_EINVAL;
+    int n = snprintf(head, sizeof head, "%s.%" PRId64 ".", id, ts);
+    if (n < 0 || (size_t)n >= sizeof head)
+        return JN_EINVAL;
+    uint8_t mac[32];
+    size_t outl = 0;
+    /* A NULL key restarts HMAC with the key already set: no key schedule,
+     * no allocation per signature. */
+    if (!EVP_MAC_init(c, NULL, 0, NULL) || !EVP_MAC_update(c, (const uint8_t *)head, (size_t)n) ||
+        (blen && !EVP_MAC_update(c, body, blen)) || !EVP_MAC_final(c, mac, &outl, sizeof mac) || outl != 32)
+        return JN_EINVAL;
+    memcpy(out, "v1,", 3);
+    /* 32 bytes are 44 base64 characters and a NUL: within JN_WH_SIG_LEN. */
+    if (EVP_EncodeBlock((unsigned char *)out + 3, mac, (int)sizeof mac) != 44)
+        return JN_EINVAL;
+    return 0;
+}
+
+void jn_wh_signer_free(jn_wh_signer_t *s)
+{
+    EVP_MAC_CTX_free(s->mac);
+    s->mac = NULL;
+}
+
 bool jn_wh_verify(const uint8_t *key, size_t klen, const char *id, int64_t ts, const uint8_t *body, size_t blen,
                   const char *header, size_t hlen)
 {
