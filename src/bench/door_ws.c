@@ -13,7 +13,12 @@
  *
  * Accounting: every message is expected once per subscriber; with --ack
  * publishers ask for an ack (flag 1) and keep at most --inflight
- * unacknowledged. */
+ * unacknowledged. With --window W publishers pause while more than W
+ * messages per subscriber are published and not yet delivered (closed
+ * loop): a flat-out fan-out then measures the rate the server sustains,
+ * without losses at the end and with latency bounded by the window,
+ * whether the server lags in its log (Junction) or blocks the publisher's
+ * socket (a broadcast server). */
 #include "bench/bench_int.h"
 
 #include <stdio.h>
@@ -40,6 +45,7 @@ typedef struct ws_cfg {
     bool ack;            /* --ack */
     int inflight;        /* --inflight with --ack */
     const char *token;   /* --token */
+    int window;          /* --window: messages per subscriber in flight, 0 = unbounded */
 } ws_cfg_t;
 
 typedef struct ws_door ws_door_t;
@@ -69,6 +75,7 @@ struct ws_door {
     uv_timer_t rate_timer;
     bool rate_init;
     bool warned_dead;
+    bool window_blocked; /* a publisher stopped at --window */
 };
 
 /* ---- frames out -------------------------------------------------------- */
@@ -187,9 +194,14 @@ static void pub_fill(wconn_t *w)
         double due = cfg->rate * (double)(jn_mono_ns() - b->t_ready) / 1e9;
         allowed = (uint64_t)due + 1 > w->published ? (uint64_t)due + 1 - w->published : 0;
     }
+    uint64_t window = (uint64_t)cfg->window * (uint64_t)cfg->subscribers;
     while (allowed > 0 && w->c.out.len < WS_BATCH) {
         if (cfg->ack && w->inflight >= (uint32_t)cfg->inflight)
             break;
+        if (window && b->expected - b->delivered >= window) {
+            d->window_blocked = true;
+            break;
+        }
         if (!jn__bench_take(b))
             break;
         /* Envelope: type, flags, ref length, 0, subject length, key length,
@@ -259,7 +271,7 @@ static int on_text(wconn_t *w, const uint8_t *p, size_t n)
     return rc;
 }
 
-static int on_binary(wconn_t *w, const uint8_t *p, size_t n)
+static int on_binary(wconn_t *w, const uint8_t *p, size_t n, uint64_t now)
 {
     jn_bench_t *b = w->d->b;
     if (w->is_pub || n < 28 || p[0] != 0x02) {
@@ -272,9 +284,21 @@ static int on_binary(wconn_t *w, const uint8_t *p, size_t n)
         b->errors++;
         return 0;
     }
-    uint64_t now = jn_mono_ns();
     jn__bench_delivered(b, n - off, now > ns ? now - ns : 0);
     return 0;
+}
+
+/* Deliveries came in: publishers stopped at --window may go on once half
+ * of the window has drained (not after every delivery: in batches). */
+static void window_check(ws_door_t *d)
+{
+    jn_bench_t *b = d->b;
+    uint64_t window = (uint64_t)d->cfg->window * (uint64_t)d->cfg->subscribers;
+    if (!d->window_blocked || b->expected - b->delivered > window / 2)
+        return;
+    d->window_blocked = false;
+    for (int i = 0; i < d->cfg->publishers; i++)
+        pub_fill(&d->conns[i]);
 }
 
 static int on_handshake(wconn_t *w, size_t *used)
@@ -306,6 +330,8 @@ static int on_data(jn_bconn_t *c)
     ws_door_t *d = w->d;
     int rc = 0;
     size_t off = 0;
+    /* One clock read per read: the frames of one read arrived together. */
+    uint64_t now = jn_mono_ns();
     if (!w->upgraded) {
         rc = on_handshake(w, &off);
         if (rc < 0)
@@ -345,7 +371,7 @@ static int on_data(jn_bconn_t *c)
         if (op == OP_TEXT)
             rc = on_text(w, pl, (size_t)n);
         else if (op == OP_BIN)
-            rc = on_binary(w, pl, (size_t)n);
+            rc = on_binary(w, pl, (size_t)n, now);
         else if (op == OP_PING)
             rc = put_frame(w, OP_PONG, pl, (size_t)n, NULL, 0);
         else if (op == OP_CLOSE)
@@ -359,6 +385,8 @@ static int on_data(jn_bconn_t *c)
         return rc;
     if (w->is_pub)
         pub_fill(w);
+    else if (d->window_blocked)
+        window_check(d);
     jn__bconn_flush(c);
     jn__bench_poke(d->b);
     return 0;
@@ -430,6 +458,7 @@ static void ws_defaults(void *cfg)
     c->ack = false;
     c->inflight = 1000;
     c->token = NULL;
+    c->window = 0;
 }
 
 static int ws_check(const jn_bench_opts_t *o, char *err, size_t errlen)
@@ -557,6 +586,8 @@ static void ws_describe(const jn_bench_t *b, json_t *config)
     json_object_set_new(config, "ack", json_boolean(c->ack));
     if (c->ack)
         json_object_set_new(config, "inflight", json_integer(c->inflight));
+    if (c->window)
+        json_object_set_new(config, "window", json_integer(c->window));
 }
 
 #define WOPT(f) offsetof(ws_cfg_t, f)
@@ -568,6 +599,8 @@ static const jn_bench_opt_t ws_opts[] = {
     {"ack", JN_BOPT_FLAG, WOPT(ack), 0, 0, "publish with acks (durable under the stream's fsync policy)"},
     {"inflight", JN_BOPT_INT, WOPT(inflight), 1, 1000000, "unacknowledged publishes per publisher with --ack (default 1000)"},
     {"token", JN_BOPT_STR, WOPT(token), 0, 0, "API token, sent as ?token="},
+    {"window", JN_BOPT_INT, WOPT(window), 0, 1000000,
+     "publish at most W messages per subscriber ahead of deliveries, 0 = unbounded (default 0)"},
     {NULL, 0, 0, 0, 0, NULL},
 };
 

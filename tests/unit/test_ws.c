@@ -106,6 +106,43 @@ static void test_handshake(void **state)
     assert_false(hs.pmd.enabled);
 }
 
+/* Another door's subprotocols (MQTT over WebSocket): the preferred name
+ * offered wins, a list without any is refused, no header answers none;
+ * and the 101 header lines. */
+static void test_handshake_protocols(void **state)
+{
+    (void)state;
+    static const char *const mqtt[] = {"mqtt", "mqttv3.1", NULL};
+    jn_ws_handshake_t hs;
+    char out[256];
+    hdrs_t h = good_hdrs();
+    assert_int_equal(jn_ws_handshake_check_protocols("GET", hdr_lookup, &h, false, mqtt, "no", &hs), 0);
+    assert_null(hs.protocol);
+    assert_false(hs.subprotocol);
+    assert_true(jn_ws_upgrade_headers(&hs, out, sizeof(out)) > 0);
+    assert_string_equal(out, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                             "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n");
+    h.names[4] = "Sec-WebSocket-Protocol";
+    h.values[4] = "mqttv3.1, mqtt";
+    assert_int_equal(jn_ws_handshake_check_protocols("GET", hdr_lookup, &h, false, mqtt, "no", &hs), 0);
+    assert_string_equal(hs.protocol, "mqtt");
+    assert_true(hs.subprotocol);
+    assert_true(jn_ws_upgrade_headers(&hs, out, sizeof(out)) > 0);
+    assert_non_null(strstr(out, "\r\nSec-WebSocket-Protocol: mqtt\r\n"));
+    assert_int_equal(jn_ws_upgrade_headers(&hs, out, 40), JN_ETOOBIG);
+    h.values[4] = "mqttv3.1";
+    assert_int_equal(jn_ws_handshake_check_protocols("GET", hdr_lookup, &h, false, mqtt, "no", &hs), 0);
+    assert_string_equal(hs.protocol, "mqttv3.1");
+    h.values[4] = "MQTT, junction.v1"; /* case-sensitive, as RFC 6455 4.1 says */
+    assert_int_equal(jn_ws_handshake_check_protocols("GET", hdr_lookup, &h, false, mqtt, "no", &hs), JN_EPROTO);
+    assert_int_equal(hs.status, 400);
+    assert_string_equal(hs.error, "no");
+    /* And the /v1/ws door still answers junction.v1 by name. */
+    h.values[4] = "junction.v1";
+    assert_int_equal(jn_ws_handshake_check("GET", hdr_lookup, &h, false, &hs), 0);
+    assert_string_equal(hs.protocol, "junction.v1");
+}
+
 static void test_pmd_negotiate(void **state)
 {
     (void)state;
@@ -254,7 +291,7 @@ static int on_random(void *arg, uint8_t *buf, size_t len)
     return 0;
 }
 
-static const jn_ws_codec_cb_t sink_cb = {on_msg, on_pong, on_write, on_random};
+static const jn_ws_codec_cb_t sink_cb = {on_msg, on_pong, on_write, on_random, NULL};
 
 /* Appends a client frame (masked unless |mask| is false). */
 static void frame(jn_buf_t *b, bool fin, bool rsv1, uint8_t opcode, bool mask, const void *payload, size_t len)
@@ -454,6 +491,174 @@ static void test_codec_deflate(void **state)
     jn_ws_zctx_free(z);
 }
 
+/* sendv: the pieces reach the output as one frame, byte for byte what
+ * jn_ws_codec_send makes of their concatenation, on the direct path
+ * (writev callback), gathered (no writev callback, or compression), and
+ * queued behind what wslay holds. */
+static int on_writev(void *arg, const struct iovec *iov, int iovcnt)
+{
+    sink_t *s = arg;
+    if (s->full)
+        return JN_EAGAIN;
+    for (int i = 0; i < iovcnt; i++)
+        if (iov[i].iov_len && jn_buf_append(&s->out, iov[i].iov_base, iov[i].iov_len) < 0)
+            return JN_ENOMEM;
+    return 0;
+}
+
+static void sendv_matches_send(bool with_writev, bool pmd, size_t len)
+{
+    jn_ws_zctx_t *z = jn_ws_zctx_new();
+    sink_t a, b;
+    jn_ws_codec_t *ca = new_codec(&a, 1 << 20, pmd, z);
+    jn_ws_codec_t *cb = new_codec(&b, 1 << 20, pmd, z);
+    if (with_writev) {
+        /* Rebuild |cb| with a writev callback. */
+        jn_ws_codec_free(cb);
+        jn_ws_codec_cb_t cbs = sink_cb;
+        cbs.writev = on_writev;
+        jn_ws_codec_config_t cfg = {.max_message = 1 << 20, .z = z, .compress_min = 16};
+        cfg.pmd.enabled = pmd;
+        cfg.pmd.server_window_bits = 15;
+        assert_int_equal(jn_ws_codec_new(&cfg, &cbs, &b, &cb), 0);
+        b.c = cb;
+    }
+    uint8_t *msg = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        msg[i] = (uint8_t)('a' + i % 7);
+    assert_int_equal(jn_ws_codec_send(ca, true, msg, len), 0);
+    size_t cut1 = len / 3, cut2 = len / 2;
+    struct iovec iov[4] = {{NULL, 0}, {msg, cut1}, {msg + cut1, cut2 - cut1}, {msg + cut2, len - cut2}};
+    assert_int_equal(jn_ws_codec_sendv(cb, true, iov, 4), 0);
+    assert_null(iov[0].iov_base); /* the codec's slot is left clean */
+    assert_int_equal(b.out.len, a.out.len);
+    assert_memory_equal(b.out.data, a.out.data, a.out.len);
+    free(msg);
+    jn_buf_free(&a.out);
+    jn_buf_free(&b.out);
+    jn_ws_codec_free(ca);
+    jn_ws_codec_free(cb);
+    jn_ws_zctx_free(z);
+}
+
+static void test_codec_sendv(void **state)
+{
+    (void)state;
+    sendv_matches_send(true, false, 10);     /* direct, 2-byte header */
+    sendv_matches_send(true, false, 300);    /* direct, 4-byte header */
+    sendv_matches_send(true, false, 70000);  /* direct, 10-byte header */
+    sendv_matches_send(false, false, 300);   /* gathered */
+    sendv_matches_send(true, true, 300);     /* compressed: gathered */
+    sendv_matches_send(true, true, 10);      /* under compress_min: direct */
+
+    sink_t s;
+    jn_ws_codec_cb_t cbs = sink_cb;
+    cbs.writev = on_writev;
+    jn_ws_codec_config_t cfg = {.max_message = 1 << 20};
+    jn_ws_codec_t *c;
+    memset(&s, 0, sizeof(s));
+    jn_buf_init(&s.out, 1 << 20);
+    assert_int_equal(jn_ws_codec_new(&cfg, &cbs, &s, &c), 0);
+    struct iovec iov[JN_WS_IOV_MAX + 2];
+    memset(iov, 0, sizeof(iov));
+    assert_int_equal(jn_ws_codec_sendv(c, false, iov, 1), JN_EINVAL);
+    assert_int_equal(jn_ws_codec_sendv(c, false, iov, JN_WS_IOV_MAX + 2), JN_EINVAL);
+    /* A full output refuses, all or nothing. */
+    iov[1] = (struct iovec){"hi", 2};
+    s.full = true;
+    assert_int_equal(jn_ws_codec_sendv(c, false, iov, 2), JN_EAGAIN);
+    assert_int_equal(s.out.len, 0);
+    s.full = false;
+    /* Behind a queued pong the message waits its turn (gathered). */
+    jn_buf_t in;
+    jn_buf_init(&in, 1024);
+    frame(&in, true, false, 0x9, true, "pp", 2);
+    s.full = true;
+    assert_int_equal(jn_ws_codec_feed(c, in.data, in.len), 0); /* the pong stays queued in wslay */
+    assert_true(jn_ws_codec_pending(c) > 0);
+    s.full = false;
+    iov[1] = (struct iovec){"ab", 2};
+    iov[2] = (struct iovec){"cd", 2};
+    assert_int_equal(jn_ws_codec_sendv(c, false, iov, 3), 0);
+    static const uint8_t want[] = {0x8a, 0x02, 'p', 'p', 0x81, 0x04, 'a', 'b', 'c', 'd'};
+    assert_int_equal(s.out.len, sizeof(want));
+    assert_memory_equal(s.out.data, want, sizeof(want));
+    /* After a close nothing more goes out. */
+    jn_ws_codec_close(c, 1000, "bye");
+    assert_int_equal(jn_ws_codec_sendv(c, false, iov, 2), JN_ECLOSED);
+    jn_buf_free(&in);
+    jn_buf_free(&s.out);
+    jn_ws_codec_free(c);
+}
+
+/* feed_some: a message callback that yields stops the feed after that
+ * message (plus what wslay had already read); feeding the rest delivers
+ * the others in order. Plain feed ignores yields. */
+typedef struct ysink {
+    sink_t s;
+    int yield_every;
+    char seen[64];
+    size_t nseen;
+} ysink_t;
+
+static void on_msg_yield(void *arg, bool binary, const uint8_t *p, size_t len)
+{
+    ysink_t *y = arg;
+    on_msg(&y->s, binary, p, len);
+    if (y->nseen < sizeof(y->seen) && len)
+        y->seen[y->nseen++] = (char)p[0];
+    if (y->yield_every && y->s.msgs % y->yield_every == 0)
+        jn_ws_codec_yield(y->s.c);
+}
+
+static void test_codec_feed_some(void **state)
+{
+    (void)state;
+    for (int plain = 0; plain < 2; plain++) {
+        ysink_t y;
+        memset(&y, 0, sizeof(y));
+        jn_buf_init(&y.s.out, 1 << 20);
+        jn_ws_codec_cb_t cbs = sink_cb;
+        cbs.message = on_msg_yield;
+        jn_ws_codec_config_t cfg = {.max_message = 1 << 20};
+        jn_ws_codec_t *c;
+        assert_int_equal(jn_ws_codec_new(&cfg, &cbs, &y, &c), 0);
+        y.s.c = c;
+        y.yield_every = 1;
+        jn_buf_t in;
+        jn_buf_init(&in, 1 << 20);
+        /* Large enough frames that wslay's 4 KiB read buffer holds one at a time. */
+        static char big[5000];
+        for (int i = 0; i < 8; i++) {
+            memset(big, 'A' + i, sizeof(big));
+            frame(&in, true, false, 0x2, true, big, sizeof(big));
+        }
+        if (plain) {
+            assert_int_equal(jn_ws_codec_feed(c, in.data, in.len), 0);
+            assert_int_equal(y.s.msgs, 8);
+        } else {
+            size_t off = 0;
+            int calls = 0;
+            while (off < in.len) {
+                size_t used = 0;
+                assert_int_equal(jn_ws_codec_feed_some(c, in.data + off, in.len - off, &used), 0);
+                assert_true(used > 0 || off == in.len);
+                off += used;
+                calls++;
+                assert_true(calls < 100);
+            }
+            assert_int_equal(off, in.len);
+            assert_int_equal(y.s.msgs, 8);
+            assert_true(calls > 1); /* it did stop early */
+        }
+        assert_int_equal(y.nseen, 8);
+        assert_memory_equal(y.seen, "ABCDEFGH", 8);
+        jn_buf_free(&in);
+        jn_buf_free(&y.s.out);
+        jn_ws_codec_free(c);
+    }
+}
+
 /* ---- envelope ---- */
 
 static void test_envelope(void **state)
@@ -509,8 +714,24 @@ static void test_envelope(void **state)
     assert_int_equal(r2.value_len, 1);
     for (size_t n = 0; n < 28 + 2 + 7 + 9; n++)
         assert_int_equal(jn_ws_env_record_decode(b.data, n, &r2), JN_EPROTO);
+    /* The header alone, as the fan-out path sends it (the pieces follow
+     * from where they are): the same bytes as the encoder's first 28. */
+    uint8_t h[JN_WS_ENV_RECORD_HDR];
+    assert_int_equal(jn_ws_env_record_header(h, &r), 0);
+    assert_memory_equal(h, b.data, sizeof(h));
+    r.key = (const uint8_t *)"kk";
+    r.key_len = 2;
+    jn_buf_reset(&b);
+    assert_int_equal(jn_ws_env_record_encode(&b, &r), 0);
+    assert_int_equal(jn_ws_env_record_header(h, &r), 0);
+    assert_memory_equal(h, b.data, sizeof(h));
+    assert_int_equal(h[1], JN_WS_ENV_F_KEY);
+    r.key_len = 0x10000;
+    assert_int_equal(jn_ws_env_record_header(h, &r), JN_EINVAL);
+    r.key_len = 2;
     r.sub_len = 300;
     assert_int_equal(jn_ws_env_record_encode(&b, &r), JN_EINVAL);
+    assert_int_equal(jn_ws_env_record_header(h, &r), JN_EINVAL);
     jn_buf_free(&b);
 }
 
@@ -636,12 +857,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accept_key_rfc),
         cmocka_unit_test(test_handshake),
+        cmocka_unit_test(test_handshake_protocols),
         cmocka_unit_test(test_pmd_negotiate),
         cmocka_unit_test(test_deflate_round_trip),
         cmocka_unit_test(test_inflate_bomb_cap),
         cmocka_unit_test(test_codec_text_and_bytewise),
         cmocka_unit_test(test_codec_close_codes),
         cmocka_unit_test(test_codec_deflate),
+        cmocka_unit_test(test_codec_sendv),
+        cmocka_unit_test(test_codec_feed_some),
         cmocka_unit_test(test_envelope),
         cmocka_unit_test(test_commands),
     };

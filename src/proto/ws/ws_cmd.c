@@ -228,20 +228,26 @@ void jn_ws_cmd_free(jn_ws_cmd_t *c)
     memset(c, 0, sizeof(*c));
 }
 
+int jn_ws_record_json_tail(jn_buf_t *out, const jn_delivery_t *d)
+{
+    const char *sname = jn_stream_name(d->stream);
+    size_t at = out->len;
+    /* The renderer writes a whole object (or nothing): its '{' becomes
+     * the ',' that continues the head. */
+    int rc = jn_rest_record_json(out, sname, strlen(sname), d->partition, d->rec, d->subject, d->subject_len);
+    if (rc == 0)
+        out->data[at] = ',';
+    return rc;
+}
+
 int jn_ws_record_json(jn_buf_t *out, const char *sub, size_t sub_len, const jn_delivery_t *d)
 {
     size_t mark = out->len;
-    const char *sname = jn_stream_name(d->stream);
-    int rc = jn_buf_append_str(out, "{\"type\":\"record\",\"sub\":");
+    int rc = jn_buf_append_str(out, JN_WS_RECORD_JSON_HEAD);
     if (rc == 0)
         rc = jn_rest_json_string(out, (const uint8_t *)sub, sub_len);
-    size_t at = out->len;
-    /* The renderer writes a whole object: its '{' becomes the ',' that
-     * continues ours. */
     if (rc == 0)
-        rc = jn_rest_record_json(out, sname, strlen(sname), d->partition, d->rec, d->subject, d->subject_len);
-    if (rc == 0)
-        out->data[at] = ',';
+        rc = jn_ws_record_json_tail(out, d);
     if (rc < 0)
         out->len = mark;
     return rc;

@@ -14,8 +14,16 @@
  * Sending: when wslay holds nothing, a data frame is written directly as
  * one header plus payload (server frames are unmasked, so the header is
  * all there is to build); this skips wslay's copy of every message on the
- * fan-out path. When wslay holds something (a pong, a close, an earlier
+ * fan-out path. jn_ws_codec_sendv goes one step further for uncompressed
+ * messages: the header and the message's pieces (a rendered record shared
+ * by every subscriber, the subscription id of this one) reach the output
+ * in one copy. When wslay holds something (a pong, a close, an earlier
  * message that did not fit) the message queues behind it, keeping order.
+ *
+ * Receiving can yield: jn_ws_codec_feed_some stops taking bytes once the
+ * message callback calls jn_ws_codec_yield, so a publisher whose messages
+ * fan out to thousands of connections hands over its input a slice at a
+ * time and their output is written in between.
  */
 #include "ws_internal.h"
 
@@ -37,6 +45,11 @@ struct jn_ws_codec {
     size_t in_len;
     jn_buf_t msg;           /* an inflated message (cap max_message) */
     jn_buf_t zout;          /* a compressed outgoing message */
+    jn_buf_t gather;        /* the pieces of a jn_ws_codec_sendv message when they cannot go out as they are */
+    bool direct;            /* a message may go straight to the write callback: open, nothing queued in wslay
+                             * (kept here so that the fan-out path does not touch wslay's context) */
+    bool yieldable;         /* inside jn_ws_codec_feed_some */
+    bool yield;             /* the message callback asked to stop taking input */
     bool failed;            /* a close was queued for bad input: deliver nothing more */
     bool fatal;             /* a callback failed: the connection must go */
     bool proto_close;       /* wslay queued a code-less close for a framing error */
@@ -45,7 +58,7 @@ struct jn_ws_codec {
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     jn_ws_codec_t *c = user;
-    if (c->in_len == 0) {
+    if (c->in_len == 0 || c->yield) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -88,6 +101,14 @@ static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, voi
         return -1;
     }
     return 0;
+}
+
+/* Recomputes c->direct after anything that may have changed wslay's
+ * queue or state. */
+static void refresh(jn_ws_codec_t *c)
+{
+    c->direct = !c->fatal && wslay_event_get_write_enabled(c->ctx) && !wslay_event_get_close_sent(c->ctx) &&
+                !wslay_event_want_write(c->ctx);
 }
 
 /* Fails the connection with |code| after bad input. */
@@ -173,6 +194,7 @@ int jn_ws_codec_new(const jn_ws_codec_config_t *cfg, const jn_ws_codec_cb_t *cb,
         c->cfg.compress_min = 256;
     jn_buf_init(&c->msg, c->cfg.max_message);
     jn_buf_init(&c->zout, c->cfg.max_message + 1024);
+    jn_buf_init(&c->gather, JN_WS_GATHER_MAX);
     struct wslay_event_callbacks wcb = {
         .recv_callback = recv_cb,
         .send_callback = send_cb,
@@ -187,6 +209,7 @@ int jn_ws_codec_new(const jn_ws_codec_config_t *cfg, const jn_ws_codec_cb_t *cb,
     wslay_event_config_set_max_recv_msg_length(c->ctx, c->cfg.max_message);
     if (c->cfg.pmd.enabled)
         wslay_event_config_set_allowed_rsv_bits(c->ctx, WSLAY_RSV1_BIT);
+    refresh(c);
     *out = c;
     return 0;
 }
@@ -198,6 +221,7 @@ void jn_ws_codec_free(jn_ws_codec_t *c)
     wslay_event_context_free(c->ctx);
     jn_buf_free(&c->msg);
     jn_buf_free(&c->zout);
+    jn_buf_free(&c->gather);
     free(c);
 }
 
@@ -207,15 +231,23 @@ int jn_ws_codec_flush(jn_ws_codec_t *c)
         return JN_ECLOSED;
     if (wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) != 0)
         c->fatal = true;
+    refresh(c);
     return c->fatal ? JN_ECLOSED : 0;
 }
 
-int jn_ws_codec_feed(jn_ws_codec_t *c, const uint8_t *p, size_t len)
+/* Feeds |p|; with |yieldable| the message callback may stop it early
+ * (jn_ws_codec_yield), and *used says how far it got. */
+static int feed(jn_ws_codec_t *c, const uint8_t *p, size_t len, bool yieldable, size_t *used)
 {
-    if (c->fatal)
+    *used = len;
+    if (c->fatal) {
+        c->direct = false;
         return JN_ECLOSED;
+    }
     c->in = p;
     c->in_len = len;
+    c->yieldable = yieldable;
+    c->yield = false;
     if (wslay_event_get_read_enabled(c->ctx)) {
         int r = wslay_event_recv(c->ctx);
         if (r == WSLAY_ERR_NOMEM) {
@@ -229,9 +261,31 @@ int jn_ws_codec_feed(jn_ws_codec_t *c, const uint8_t *p, size_t len)
             fail(c, JN_WS_CLOSE_PROTOCOL, "protocol error");
         }
     }
+    /* Anything after a close is dropped (counts as taken). */
+    if (c->yield && !c->fatal && wslay_event_get_read_enabled(c->ctx))
+        *used = len - c->in_len;
     c->in = NULL;
-    c->in_len = 0; /* anything after a close is dropped */
+    c->in_len = 0;
+    c->yieldable = false;
+    c->yield = false;
     return jn_ws_codec_flush(c);
+}
+
+int jn_ws_codec_feed(jn_ws_codec_t *c, const uint8_t *p, size_t len)
+{
+    size_t used;
+    return feed(c, p, len, false, &used);
+}
+
+int jn_ws_codec_feed_some(jn_ws_codec_t *c, const uint8_t *p, size_t len, size_t *used)
+{
+    return feed(c, p, len, true, used);
+}
+
+void jn_ws_codec_yield(jn_ws_codec_t *c)
+{
+    if (c->yieldable)
+        c->yield = true;
 }
 
 /* Writes a frame header for an unmasked, final frame into |h| (14 bytes). */
@@ -277,6 +331,7 @@ int jn_ws_codec_send(jn_ws_codec_t *c, bool binary, const uint8_t *p, size_t len
         rc = c->cb.write(c->arg, h, hl, payload, plen);
         if (rc < 0 && rc != JN_EAGAIN) {
             c->fatal = true;
+            c->direct = false;
             rc = JN_ECLOSED;
         }
     } else {
@@ -285,9 +340,54 @@ int jn_ws_codec_send(jn_ws_codec_t *c, bool binary, const uint8_t *p, size_t len
         rc = wr == 0 ? 0 : wr == WSLAY_ERR_NOMEM ? JN_ENOMEM : JN_ECLOSED;
         if (rc == 0)
             rc = jn_ws_codec_flush(c);
+        refresh(c);
     }
     if (rsv1)
         free_big(&c->zout);
+    return rc;
+}
+
+int jn_ws_codec_sendv(jn_ws_codec_t *c, bool binary, struct iovec *iov, int iovcnt)
+{
+    if (iovcnt < 2 || iovcnt > JN_WS_IOV_MAX + 1)
+        return JN_EINVAL;
+    size_t len = 0;
+    for (int i = 1; i < iovcnt; i++) {
+        if (iov[i].iov_len > JN_WS_GATHER_MAX - len)
+            return JN_ETOOBIG;
+        len += iov[i].iov_len;
+    }
+    bool compress = c->cfg.pmd.enabled && len >= c->cfg.compress_min;
+    if (!compress && c->direct && c->cb.writev) {
+        /* The common case of fan-out: header and pieces straight to the
+         * output, which copies them once. */
+        uint8_t h[14];
+        iov[0].iov_base = h;
+        iov[0].iov_len = frame_header(h, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, false, len);
+        int rc = c->cb.writev(c->arg, iov, iovcnt);
+        iov[0].iov_base = NULL;
+        iov[0].iov_len = 0;
+        if (rc < 0 && rc != JN_EAGAIN) {
+            c->fatal = true;
+            c->direct = false;
+            rc = JN_ECLOSED;
+        }
+        return rc;
+    }
+    if (c->fatal || !wslay_event_get_write_enabled(c->ctx) || wslay_event_get_close_sent(c->ctx))
+        return JN_ECLOSED;
+    if (iovcnt == 2)
+        return jn_ws_codec_send(c, binary, iov[1].iov_base, iov[1].iov_len);
+    jn_buf_reset(&c->gather);
+    for (int i = 1; i < iovcnt; i++) {
+        int rc = iov[i].iov_len ? jn_buf_append(&c->gather, iov[i].iov_base, iov[i].iov_len) : 0;
+        if (rc < 0) {
+            free_big(&c->gather);
+            return rc;
+        }
+    }
+    int rc = jn_ws_codec_send(c, binary, c->gather.data, c->gather.len);
+    free_big(&c->gather);
     return rc;
 }
 
@@ -299,6 +399,7 @@ int jn_ws_codec_ping(jn_ws_codec_t *c, const uint8_t *p, size_t len)
         return JN_ECLOSED;
     struct wslay_event_msg m = {WSLAY_PING, p, len};
     int wr = wslay_event_queue_msg(c->ctx, &m);
+    refresh(c);
     if (wr != 0)
         return wr == WSLAY_ERR_NOMEM ? JN_ENOMEM : JN_ECLOSED;
     return jn_ws_codec_flush(c);
@@ -312,6 +413,7 @@ void jn_ws_codec_close(jn_ws_codec_t *c, uint16_t code, const char *reason)
     /* NO_MORE_MSG when a close is already queued: idempotent. */
     (void)wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, rl);
     wslay_event_shutdown_read(c->ctx);
+    refresh(c);
 }
 
 size_t jn_ws_codec_pending(const jn_ws_codec_t *c)

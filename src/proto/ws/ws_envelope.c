@@ -91,16 +91,10 @@ int jn_ws_env_publish_encode(jn_buf_t *out, const jn_ws_env_publish_t *e)
     return rc;
 }
 
-int jn_ws_env_record_encode(jn_buf_t *out, const jn_ws_env_record_t *r)
+int jn_ws_env_record_header(uint8_t h[JN_WS_ENV_RECORD_HDR], const jn_ws_env_record_t *r)
 {
     if (r->sub_len > 255 || r->stream_len > 255 || r->subject_len > 0xffff || (r->key && r->key_len > 0xffff))
         return JN_EINVAL;
-    size_t total = JN_WS_ENV_RECORD_HDR + r->sub_len + r->stream_len + r->subject_len +
-                   (r->key ? r->key_len : 0) + (r->value ? r->value_len : 0);
-    int rc = jn_buf_reserve(out, total);
-    if (rc < 0)
-        return rc;
-    uint8_t *h = out->data + out->len;
     h[0] = JN_WS_ENV_RECORD;
     h[1] = (uint8_t)((r->key ? JN_WS_ENV_F_KEY : 0) | (r->value ? 0 : JN_WS_ENV_F_NULL));
     h[2] = (uint8_t)r->sub_len;
@@ -110,7 +104,22 @@ int jn_ws_env_record_encode(jn_buf_t *out, const jn_ws_env_record_t *r)
     jn_store_be32(h + 8, r->partition);
     jn_store_be64(h + 12, (uint64_t)r->offset);
     jn_store_be64(h + 20, (uint64_t)r->timestamp);
-    uint8_t *q = h + JN_WS_ENV_RECORD_HDR;
+    return 0;
+}
+
+int jn_ws_env_record_encode(jn_buf_t *out, const jn_ws_env_record_t *r)
+{
+    uint8_t hdr[JN_WS_ENV_RECORD_HDR];
+    int rc = jn_ws_env_record_header(hdr, r);
+    if (rc < 0)
+        return rc;
+    size_t total = JN_WS_ENV_RECORD_HDR + r->sub_len + r->stream_len + r->subject_len +
+                   (r->key ? r->key_len : 0) + (r->value ? r->value_len : 0);
+    if ((rc = jn_buf_reserve(out, total)) < 0)
+        return rc;
+    uint8_t *q = out->data + out->len;
+    memcpy(q, hdr, sizeof(hdr));
+    q += sizeof(hdr);
 #define PUT(ptr, n)                                                                                        \
     do {                                                                                                   \
         if (n) {                                                                                           \

@@ -9,6 +9,7 @@
  */
 #include "ws_internal.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -209,6 +210,8 @@ void jn_ws_pmd_negotiate(const char *v, size_t len, jn_ws_pmd_t *pmd, char *resp
 
 typedef struct proto_scan {
     jn_ws_handshake_t *hs;
+    const char *const *protos; /* accepted names, preferred first */
+    size_t best;               /* index of the preferred name offered so far */
     bool bad;
 } proto_scan_t;
 
@@ -216,9 +219,13 @@ static bool proto_elem(const char *e, size_t n, void *arg)
 {
     proto_scan_t *ps = arg;
     size_t bl = sizeof(JN_WS_BEARER_PREFIX) - 1;
-    if (n == sizeof(JN_WS_SUBPROTOCOL) - 1 && memcmp(e, JN_WS_SUBPROTOCOL, n) == 0) {
-        ps->hs->subprotocol = true;
-    } else if (n > bl && strncasecmp(e, JN_WS_BEARER_PREFIX, bl) == 0) {
+    for (size_t i = 0; ps->protos[i] && i < ps->best; i++) {
+        if (strlen(ps->protos[i]) == n && memcmp(e, ps->protos[i], n) == 0) {
+            ps->best = i;
+            return false;
+        }
+    }
+    if (n > bl && strncasecmp(e, JN_WS_BEARER_PREFIX, bl) == 0) {
         if (n - bl > JN_WS_TOKEN_MAX || ps->hs->token[0]) {
             ps->bad = true;
             return true;
@@ -236,8 +243,8 @@ static int refuse(jn_ws_handshake_t *out, int status, const char *msg)
     return JN_EPROTO;
 }
 
-int jn_ws_handshake_check(const char *method, jn_ws_header_fn hdr, void *arg, bool allow_deflate,
-                          jn_ws_handshake_t *out)
+int jn_ws_handshake_check_protocols(const char *method, jn_ws_header_fn hdr, void *arg, bool allow_deflate,
+                                    const char *const *protos, const char *refusal, jn_ws_handshake_t *out)
 {
     memset(out, 0, sizeof(*out));
     size_t n;
@@ -260,12 +267,14 @@ int jn_ws_handshake_check(const char *method, jn_ws_header_fn hdr, void *arg, bo
         return refuse(out, 400, "Sec-WebSocket-Key must be 16 bytes in base64");
     v = hdr(arg, "Sec-WebSocket-Protocol", &n);
     if (v) {
-        proto_scan_t ps = {out, false};
+        proto_scan_t ps = {out, protos, SIZE_MAX, false};
         each_elem(v, n, proto_elem, &ps);
         if (ps.bad)
             return refuse(out, 400, "bad bearer token in Sec-WebSocket-Protocol");
-        if (!out->subprotocol)
-            return refuse(out, 400, "the only subprotocol spoken here is junction.v1");
+        if (ps.best == SIZE_MAX)
+            return refuse(out, 400, refusal);
+        out->subprotocol = true;
+        out->protocol = protos[ps.best];
     }
     if (allow_deflate) {
         v = hdr(arg, "Sec-WebSocket-Extensions", &n);
@@ -273,4 +282,21 @@ int jn_ws_handshake_check(const char *method, jn_ws_header_fn hdr, void *arg, bo
             jn_ws_pmd_negotiate(v, n, &out->pmd, out->extensions, sizeof(out->extensions));
     }
     return 0;
+}
+
+int jn_ws_handshake_check(const char *method, jn_ws_header_fn hdr, void *arg, bool allow_deflate,
+                          jn_ws_handshake_t *out)
+{
+    static const char *const protos[] = {JN_WS_SUBPROTOCOL, NULL};
+    return jn_ws_handshake_check_protocols(method, hdr, arg, allow_deflate, protos,
+                                           "the only subprotocol spoken here is " JN_WS_SUBPROTOCOL, out);
+}
+
+int jn_ws_upgrade_headers(const jn_ws_handshake_t *hs, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s",
+                     hs->accept, hs->protocol ? "Sec-WebSocket-Protocol: " : "", hs->protocol ? hs->protocol : "",
+                     hs->protocol ? "\r\n" : "", hs->extensions[0] ? "Sec-WebSocket-Extensions: " : "",
+                     hs->extensions, hs->extensions[0] ? "\r\n" : "");
+    return n > 0 && (size_t)n < cap ? n : JN_ETOOBIG;
 }

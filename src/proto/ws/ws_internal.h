@@ -10,6 +10,8 @@
  *                   through feed, bytes out through a write callback
  *   ws_envelope.c   the binary envelope of docs/ws.md
  *   ws_cmd.c        the JSON commands of docs/ws.md
+ *   ws_conn.c       a codec's write and random callbacks over a jn_conn_t
+ *                   (shared by the /v1/ws door and MQTT over WebSocket)
  *
  * Not part of the public API (that is ws.h).
  */
@@ -19,12 +21,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <jansson.h>
 
 #include "../../common/buf.h"
 #include "../../common/error.h"
 #include "../../core/batch.h"
 #include "../../core/broker.h"
+#include "../../net/conn.h"
 
 #define JN_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define JN_WS_SUBPROTOCOL "junction.v1"
@@ -76,7 +80,8 @@ typedef struct jn_ws_handshake {
     int status;              /* 0 when acceptable, else the HTTP status to answer (400, 426) */
     const char *error;       /* static message when status != 0 */
     char accept[29];         /* Sec-WebSocket-Accept */
-    bool subprotocol;        /* answer Sec-WebSocket-Protocol: junction.v1 */
+    bool subprotocol;        /* answer Sec-WebSocket-Protocol: |protocol| */
+    const char *protocol;    /* the subprotocol chosen (from the accepted list), or NULL */
     char token[JN_WS_TOKEN_MAX + 1]; /* from "bearer.<token>" in the protocol list, or "" */
     jn_ws_pmd_t pmd;
     char extensions[JN_WS_EXT_MAX]; /* Sec-WebSocket-Extensions answer, or "" */
@@ -92,6 +97,24 @@ typedef struct jn_ws_handshake {
 int jn_ws_handshake_check(const char *method, jn_ws_header_fn hdr, void *arg, bool allow_deflate,
                           jn_ws_handshake_t *out);
 
+/* The same checks for a door with its own subprotocols (MQTT over
+ * WebSocket): |protos| is a NULL-terminated list of the names accepted
+ * (compared case-sensitively, RFC 6455 4.1), the server's preferred first.
+ * A Sec-WebSocket-Protocol list must contain one of them, else the answer
+ * is 400 with |refusal| (a static string) as out->error; out->protocol is
+ * then the most preferred name offered (a pointer into |protos|) and
+ * out->subprotocol true. Without the header out->protocol is NULL and no
+ * subprotocol is answered. "bearer.<token>" elements fill out->token as
+ * above. Returns 0 or JN_EPROTO. */
+int jn_ws_handshake_check_protocols(const char *method, jn_ws_header_fn hdr, void *arg, bool allow_deflate,
+                                    const char *const *protos, const char *refusal, jn_ws_handshake_t *out);
+
+/* Writes the header lines of the 101 answer to an accepted handshake
+ * (Upgrade, Connection, Sec-WebSocket-Accept, and Sec-WebSocket-Protocol /
+ * Sec-WebSocket-Extensions when negotiated), each ending in CRLF, into
+ * |out| (|cap| bytes, NUL-terminated): the |extra_headers| argument of
+ * jn_http_upgrade. Returns the length, or JN_ETOOBIG when |cap| is short. */
+int jn_ws_upgrade_headers(const jn_ws_handshake_t *hs, char *out, size_t cap);
 /* ---- permessage-deflate (ws_deflate.c) ---- */
 
 typedef struct jn_ws_zctx jn_ws_zctx_t;
@@ -130,6 +153,11 @@ typedef struct jn_ws_codec_cb {
     /* Fills |len| random bytes (wslay asks for mask keys only as a
      * client, but the callback must exist). Returns 0 or -1. */
     int (*random)(void *arg, uint8_t *buf, size_t len);
+    /* Optional: takes |iovcnt| (<= JN_WS_IOV_MAX + 1) pieces of output
+     * all or nothing, with the same answers as |write|. Lets
+     * jn_ws_codec_sendv hand a frame header and the pieces of a message to
+     * the output in one copy. NULL: the pieces are gathered first. */
+    int (*writev)(void *arg, const struct iovec *iov, int iovcnt);
 } jn_ws_codec_cb_t;
 
 typedef struct jn_ws_codec_config {
@@ -159,6 +187,32 @@ int jn_ws_codec_feed(jn_ws_codec_t *c, const uint8_t *p, size_t len);
  * message is not taken. Otherwise the message is queued behind the others.
  * Returns 0, JN_EAGAIN, JN_ECLOSED (closing), JN_ENOMEM, JN_ETOOBIG. */
 int jn_ws_codec_send(jn_ws_codec_t *c, bool binary, const uint8_t *p, size_t len) JN_MUST_CHECK;
+/* The most pieces of a message jn_ws_codec_sendv takes. */
+#define JN_WS_IOV_MAX 8
+#define JN_WS_GATHER_MAX (64u << 20)
+
+/* Sends one message made of the pieces |iov|[1..|iovcnt|-1] (1 to
+ * JN_WS_IOV_MAX of them), as jn_ws_codec_send would send their
+ * concatenation. |iov|[0] is the codec's: the frame header goes there
+ * during the call (it is left zeroed). When the message goes out
+ * uncompressed and nothing is queued inside wslay, header and pieces go to
+ * the writev callback at once (no copy here: the fan-out path, where one
+ * rendered record goes to many connections); otherwise the pieces are
+ * gathered into a scratch buffer first (capped at JN_WS_GATHER_MAX:
+ * JN_ETOOBIG beyond). Returns what jn_ws_codec_send returns, or JN_EINVAL
+ * for a bad |iovcnt|. */
+int jn_ws_codec_sendv(jn_ws_codec_t *c, bool binary, struct iovec *iov, int iovcnt) JN_MUST_CHECK;
+/* Feeds bytes like jn_ws_codec_feed, but stops taking input once the
+ * message callback has called jn_ws_codec_yield: *used is set to the bytes
+ * taken (all of |len| unless yielded; bytes after a close count as taken).
+ * The caller offers the rest again later, which is how a connection whose
+ * messages fan out to many others spreads that work over loop iterations
+ * (and lets their output be written in between). wslay may still deliver
+ * the messages already in its read buffer (at most 4 KiB) after a yield. */
+int jn_ws_codec_feed_some(jn_ws_codec_t *c, const uint8_t *p, size_t len, size_t *used);
+/* From inside the message callback: take no more input in the current
+ * jn_ws_codec_feed_some call. Has no effect on jn_ws_codec_feed. */
+void jn_ws_codec_yield(jn_ws_codec_t *c);
 /* Queues a ping with |len| <= 125 bytes of payload. */
 int jn_ws_codec_ping(jn_ws_codec_t *c, const uint8_t *p, size_t len) JN_MUST_CHECK;
 /* Queues a close frame with |code| and a short reason (cut to 123 bytes)
@@ -173,6 +227,16 @@ size_t jn_ws_codec_pending(const jn_ws_codec_t *c);
 bool jn_ws_codec_done(const jn_ws_codec_t *c);
 /* The close code we sent (0 before). */
 uint16_t jn_ws_codec_close_code(const jn_ws_codec_t *c);
+
+/* ---- on a connection (ws_conn.c) ---- */
+
+/* The body of a codec write callback over |conn|: queues |alen| + |blen|
+ * bytes (|b| may be NULL) all or nothing. Returns 0, JN_EAGAIN when the
+ * output is at its hard cap (the codec keeps the frame; flush it on
+ * drain), or JN_ECLOSED / JN_ENOMEM. */
+int jn_ws_conn_write(jn_conn_t *conn, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+/* A codec random callback: |len| bytes from OpenSSL's generator. 0 or -1. */
+int jn_ws_random(void *arg, uint8_t *buf, size_t len);
 
 /* ---- the binary envelope (ws_envelope.c), big-endian ---- */
 
@@ -222,6 +286,10 @@ typedef struct jn_ws_env_record {
     size_t value_len;
 } jn_ws_env_record_t;
 
+/* Writes the fixed 28-byte header of a record envelope: what precedes the
+ * subscription id, stream, subject, key and value, which a sender may then
+ * write from where they are. Returns 0 or JN_EINVAL (a field too long). */
+int jn_ws_env_record_header(uint8_t h[JN_WS_ENV_RECORD_HDR], const jn_ws_env_record_t *r) JN_MUST_CHECK;
 /* Appends a record envelope. Returns 0, JN_EINVAL (a field too long), or
  * the error of |out|, leaving it unchanged. */
 int jn_ws_env_record_encode(jn_buf_t *out, const jn_ws_env_record_t *r) JN_MUST_CHECK;
@@ -282,5 +350,12 @@ int jn_ws_parse_from(const char *s, enum jn_start *start, int64_t *value);
 /* Appends {"type":"record","sub":<id>, ...the record of docs/rest.md...}.
  * Returns 0 or the error of |out|, which is then unchanged. */
 int jn_ws_record_json(jn_buf_t *out, const char *sub, size_t sub_len, const jn_delivery_t *d) JN_MUST_CHECK;
+/* The same event in three pieces, so that a record is rendered once for
+ * all its subscribers: JN_WS_RECORD_JSON_HEAD, then the subscription id as
+ * a JSON string, then the tail that this appends (",\"stream\":...}", the
+ * same for every subscription). Returns 0 or the error of |out|, which is
+ * then unchanged. */
+#define JN_WS_RECORD_JSON_HEAD "{\"type\":\"record\",\"sub\":"
+int jn_ws_record_json_tail(jn_buf_t *out, const jn_delivery_t *d) JN_MUST_CHECK;
 
 #endif
