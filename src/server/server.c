@@ -201,7 +201,11 @@ static int start_mqtt(jn_server_t *s, bool allow_anonymous)
     mc.keepalive_max = (uint16_t)c->mqtt_keepalive_max;
     mc.version = JN_VERSION;
     s->mqtt = jn_mqtt_new(s->net, s->broker, &mc);
-    return s->mqtt ? 0 : JN_EIO;
+    if (!s->mqtt)
+        return JN_EIO;
+    /* MQTT over WebSocket on the HTTP listeners; the loop has not run yet,
+     * so no request can arrive before the route exists. */
+    return s->httpd ? jn_mqtt_ws_route(s->mqtt, s->httpd, "/mqtt") : 0;
 }
 
 static int start_kafka(jn_server_t *s, bool allow_anonymous)

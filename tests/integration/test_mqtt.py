@@ -1,13 +1,20 @@
-"""The MQTT door with real clients: paho-mqtt (3.1.1 and 5.0) and Debian's
-mosquitto_pub / mosquitto_sub, against the junction binary."""
+"""The MQTT door with real clients: paho-mqtt (3.1.1 and 5.0), Debian's
+mosquitto_pub / mosquitto_sub and mqtt.js (npm), over TCP and over
+WebSocket (GET /mqtt), against the junction binary."""
 import base64
+import json
+import os
 import queue
+import shutil
 import socket
+import struct
 import subprocess
 import time
 import uuid
 
 import pytest
+
+from conftest import ROOT
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
@@ -17,13 +24,18 @@ V311 = mqtt.MQTTv311
 V5 = mqtt.MQTTv5
 
 
-def client(server, cid=None, version=V311, clean=True, expiry=None, will=None):
-    """A connected paho client whose messages land in c.q."""
+def client(server, cid=None, version=V311, clean=True, expiry=None, will=None, ws=False):
+    """A connected paho client whose messages land in c.q (over WebSocket
+    at /mqtt on the HTTP port when |ws|)."""
     cid = cid or "t-" + uuid.uuid4().hex[:8]
+    transport = "websockets" if ws else "tcp"
     if version == V5:
-        c = mqtt.Client(client_id=cid, protocol=V5)
+        c = mqtt.Client(client_id=cid, protocol=V5, transport=transport)
     else:
-        c = mqtt.Client(client_id=cid, protocol=V311, clean_session=clean)
+        c = mqtt.Client(client_id=cid, protocol=V311, clean_session=clean, transport=transport)
+    if ws:
+        c.ws_set_options(path="/mqtt")
+    port = int(server.url.rsplit(":", 1)[1]) if ws else server.mqtt_port
     c.q = queue.Queue()
     c.on_message = lambda cl, ud, msg: c.q.put(msg)
     if will:
@@ -35,10 +47,10 @@ def client(server, cid=None, version=V311, clean=True, expiry=None, will=None):
     connected = queue.Queue()
     if version == V5:
         c.on_connect = lambda cl, ud, flags, rc, p=None: connected.put((flags, rc))
-        c.connect("127.0.0.1", server.mqtt_port, keepalive=30, clean_start=clean, properties=props)
+        c.connect("127.0.0.1", port, keepalive=30, clean_start=clean, properties=props)
     else:
         c.on_connect = lambda cl, ud, flags, rc: connected.put((flags, rc))
-        c.connect("127.0.0.1", server.mqtt_port, keepalive=30)
+        c.connect("127.0.0.1", port, keepalive=30)
     c.loop_start()
     c.connack = connected.get(timeout=10)
     return c
@@ -282,3 +294,143 @@ def test_sys_topics(server):
     subscribe(c, "$SYS/broker/version", 0)
     assert get(c).payload.startswith(b"junction")
     stop(c)
+
+
+# ---- MQTT over WebSocket (GET /mqtt, subprotocol "mqtt") ----
+
+@pytest.mark.parametrize("version", [V311, V5])
+def test_websocket_paho_round_trip_and_cross_transport(server, version):
+    """paho over WebSocket talks to paho over TCP, QoS 2 both ways."""
+    wsc = client(server, version=version, ws=True)
+    tcp = client(server, version=version)
+    subscribe(wsc, "wsx/in", 2)
+    subscribe(tcp, "wsx/out", 2)
+    for i in range(3):
+        tcp.publish("wsx/in", f"t{i}", qos=2).wait_for_publish(10)
+        wsc.publish("wsx/out", f"w{i}", qos=2).wait_for_publish(10)
+    assert [get(wsc).payload for _ in range(3)] == [b"t0", b"t1", b"t2"]
+    assert [get(tcp).payload for _ in range(3)] == [b"w0", b"w1", b"w2"]
+    big = os.urandom(200000)  # many WebSocket frames' worth in one packet
+    tcp.publish("wsx/in", big, qos=1).wait_for_publish(10)
+    assert get(wsc).payload == big
+    stop(wsc)
+    stop(tcp)
+
+
+def test_websocket_will_on_abrupt_close(server):
+    watcher = client(server)
+    subscribe(watcher, "wsw/will", 1)
+    c = client(server, ws=True, will=("wsw/will", b"gone", 1))
+    c.loop_stop()
+    c.socket().close()  # no DISCONNECT, no close frame
+    assert get(watcher).payload == b"gone"
+    stop(watcher)
+
+
+def ws_open(server, protocol="mqtt"):
+    """A raw WebSocket to /mqtt; returns (socket, response head)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    proto = f"Sec-WebSocket-Protocol: {protocol}\r\n" if protocol else ""
+    s.sendall((f"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, head
+        head += chunk
+    return s, head
+
+
+def ws_frame(opcode, payload):
+    key = os.urandom(4)
+    n = len(payload)
+    h = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n))
+    return h + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+def ws_read(s, want):
+    """Reads server frames until |want| payload bytes of binary data (or a
+    close frame) arrived; returns (data, close code or None)."""
+    buf, data = b"", b""
+    while len(data) < want:
+        while len(buf) < 2 or len(buf) < 2 + (buf[1] & 0x7F):
+            chunk = s.recv(65536)
+            if not chunk:
+                return data, None
+            buf += chunk
+        op, n = buf[0] & 0x0F, buf[1] & 0x7F
+        assert n < 126 and not buf[1] & 0x80
+        payload, buf = buf[2:2 + n], buf[2 + n:]
+        if op == 8:
+            return data, struct.unpack(">H", payload[:2])[0]
+        assert op == 2, op
+        data += payload
+    return data, None
+
+
+def test_websocket_handshake_and_stream_framing(server):
+    s, head = ws_open(server)
+    assert b" 101 " in head.split(b"\r\n", 1)[0]
+    assert b"Sec-WebSocket-Protocol: mqtt\r\n" in head
+    # CONNECT (5.0) split over two messages, then SUBSCRIBE + PINGREQ in one.
+    connect = bytes([0x10, 13, 0, 4]) + b"MQTT" + bytes([5, 2, 0, 30, 0, 0, 0])
+    s.sendall(ws_frame(2, connect[:5]) + ws_frame(2, connect[5:]))
+    connack, _ = ws_read(s, 5)
+    assert connack[0] == 0x20 and connack[3] == 0, connack
+    sub = bytes([0x82, 9, 0, 1, 0, 0, 3]) + b"a/b" + bytes([0])
+    s.sendall(ws_frame(2, sub + bytes([0xC0, 0])))
+    data, _ = ws_read(s, 6 + 2)
+    assert data[0] == 0x90 and data[-2:] == bytes([0xD0, 0]), data
+    # A text message is not MQTT: close 1003 (MQTT 6.0.0-1).
+    s.sendall(ws_frame(1, b"hello"))
+    _, code = ws_read(s, 1 << 20)
+    assert code == 1003
+    s.close()
+    # The older clients' subprotocol is accepted too.
+    s, head = ws_open(server, "mqttv3.1")
+    assert b"Sec-WebSocket-Protocol: mqttv3.1\r\n" in head
+    s.close()
+    # A list without mqtt is refused before the upgrade.
+    s, head = ws_open(server, "junction.v1")
+    assert b" 400 " in head.split(b"\r\n", 1)[0]
+    s.close()
+    assert server.get("/v1/health").status_code == 200
+
+
+# ---- mqtt.js (npm `mqtt`), over TCP and WebSocket ----
+
+JS = os.path.join(ROOT, "tests", "js")
+
+
+def npm_ready():
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node and npm are not installed (scripts/install-deps.sh test)")
+    if not os.path.isdir(os.path.join(JS, "node_modules", "mqtt")):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, check=True, capture_output=True, timeout=300)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+@pytest.mark.parametrize("version", [4, 5])
+def test_mqtt_js(server, transport, version):
+    npm_ready()
+    if transport == "tcp":
+        url = f"mqtt://127.0.0.1:{server.mqtt_port}"
+    else:
+        url = server.url.replace("http://", "ws://") + "/mqtt"
+    p = subprocess.run(["node", os.path.join(JS, "mqtt_client.mjs"), url, str(version)], capture_output=True,
+                       timeout=60, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["granted"] == [2, 1]
+    assert out["retained"]["payload"] == "kept" and out["retained"]["retain"] is True
+    got = {m["topic"].rsplit("/", 1)[1]: m for m in out["messages"]}
+    for q in (0, 1, 2):
+        assert got[str(q)]["payload"] == f"m{q}"
+        assert got[str(q)]["qos"] >= q  # docs/mqtt.md: delivered at the subscription's QoS
+    if version == 5:
+        assert got["props"]["userProperties"] == {"a": "1", "b": ["x", "y"]}
+        assert got["props"]["contentType"] == "text/plain"
+    else:
+        assert "props" not in got

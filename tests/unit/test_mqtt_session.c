@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "core/broker.h"
+#include "core/filter.h"
 #include "proto/mqtt/codec.h"
 #include "proto/mqtt/mqtt.h"
 
@@ -360,6 +361,60 @@ static void test_keepalive_and_errors(void **state)
     fake_free(f);
 }
 
+/* The remembered valid topic (session.vtopic) never lets a bad one
+ * through: a topic published twice, then one over JN_SUBJECT_MAX bytes
+ * (valid MQTT, not a subject) is DISCONNECT 0x90. And input offered a
+ * byte at a time, as a WebSocket transport may split it, is taken whole
+ * packets at a time. */
+static void test_topic_memory_and_split_input(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    fake_t *f = connected(e, JN_MQTT_V5, "topics");
+    send_publish(f, JN_MQTT_V5, "tm/a", "1", 1, 1, false, false);
+    send_publish(f, JN_MQTT_V5, "tm/a", "2", 1, 2, false, false);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBACK);
+    assert_int_equal(p.u.ack.packet_id, 1);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBACK);
+    assert_int_equal(p.u.ack.packet_id, 2);
+    static char longt[JN_SUBJECT_MAX + 2];
+    memset(longt, 'x', JN_SUBJECT_MAX + 1);
+    longt[2] = '/';
+    send_publish(f, JN_MQTT_V5, longt, "3", 0, 0, false, false);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_DISCONNECT);
+    assert_int_equal(p.u.disconnect.reason, JN_MQTT_RC_TOPIC_NAME_INVALID);
+    assert_true(f->closed);
+    fake_free(f);
+
+    f = connected(e, JN_MQTT_V311, "split");
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 16);
+    jn_mqtt_publish_t pub;
+    memset(&pub, 0, sizeof pub);
+    pub.qos = 1;
+    pub.packet_id = 7;
+    pub.topic.data = (const uint8_t *)"tm/b";
+    pub.topic.len = 4;
+    pub.payload.data = (const uint8_t *)"payload";
+    pub.payload.len = 7;
+    assert_true(jn_mqtt_encode_publish(&b, JN_MQTT_V311, &pub) > 0);
+    assert_true(jn_mqtt_encode_publish(&b, JN_MQTT_V311, &pub) > 0);
+    size_t one = b.len / 2, off = 0, pending = 0, acks = 0;
+    for (size_t i = 0; i < b.len; i++) {
+        pending++;
+        size_t n = jn_mqtt_session_input(f->s, b.data + off, pending);
+        assert_true(n == 0 || n == one);
+        off += n;
+        pending -= n;
+        while (next_packet(f, JN_MQTT_V311, &p) == JN_MQTT_PUBACK)
+            acks++;
+    }
+    assert_int_equal(off, b.len);
+    assert_int_equal(acks, 2);
+    jn_buf_free(&b);
+    fake_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +422,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_qos_flows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retained_and_will, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_memory_and_split_input, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

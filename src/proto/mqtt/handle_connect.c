@@ -38,7 +38,7 @@ static int authenticate(jn_mqtt_session_t *s, const jn_mqtt_connect_t *c)
     if (!c->has_username) {
         if (!m->cfg.allow_anonymous)
             return JN_EPERM;
-        jn_principal_anonymous(&s->principal);
+        s->principal = &m->anonymous;
         return 0;
     }
     char user[JN_NAME_MAX + 1], pass[1025];
@@ -46,9 +46,17 @@ static int authenticate(jn_mqtt_session_t *s, const jn_mqtt_connect_t *c)
         return JN_EAUTH;
     if (!c->has_password || !view_cstr(&c->password, pass, sizeof pass))
         return JN_EAUTH;
-    int rc = jn_auth_check_password(jn_broker_auth(m->b), user, pass, &s->principal);
+    jn_principal_t *p = malloc(sizeof *p);
+    if (!p)
+        return JN_ENOMEM;
+    int rc = jn_auth_check_password(jn_broker_auth(m->b), user, pass, p);
     memset(pass, 0, sizeof pass);
-    return rc < 0 ? JN_EAUTH : 0;
+    if (rc < 0) {
+        free(p);
+        return JN_EAUTH;
+    }
+    s->principal = p;
+    return 0;
 }
 
 static int will_copy(mqtt_state_t *st, const jn_mqtt_connect_t *c)

@@ -40,6 +40,20 @@ int jn__mqtt_publish_record(jn_mqtt_t *m, mqtt_state_t *from, const char *topic,
     return rc;
 }
 
+/* jn_subject_validate with a one-entry memory of the last valid topic. */
+static bool topic_valid(jn_mqtt_session_t *s, const char *t, size_t len)
+{
+    if (len && len == s->vtlen && memcmp(s->vtopic, t, len) == 0)
+        return true;
+    if (len == 0 || jn_subject_validate(t, len) < 0)
+        return false;
+    if (len <= MQTT_VTOPIC_MAX && (s->vtopic || (s->vtopic = malloc(MQTT_VTOPIC_MAX)))) {
+        memcpy(s->vtopic, t, len);
+        s->vtlen = (uint8_t)len;
+    }
+    return true;
+}
+
 static bool q2_has(const mqtt_state_t *st, uint16_t pid)
 {
     for (uint16_t i = 0; i < st->nq2; i++)
@@ -128,7 +142,7 @@ void jn__mqtt_handle_publish(jn_mqtt_session_t *s, const jn_mqtt_packet_t *pk)
             tlen = strlen(topic);
         }
     }
-    if (tlen == 0 || jn_subject_validate(topic, tlen) < 0) {
+    if (!topic_valid(s, topic, tlen)) {
         jn__mqtt_fail(s, tlen == 0 ? JN_MQTT_RC_PROTOCOL_ERROR : JN_MQTT_RC_TOPIC_NAME_INVALID);
         return;
     }
@@ -147,7 +161,7 @@ void jn__mqtt_handle_publish(jn_mqtt_session_t *s, const jn_mqtt_packet_t *pk)
         m->stats.c_in->value++;
 
     uint8_t refuse = 0;
-    if (topic[0] == '$' || !jn_auth_allowed(jn_broker_auth(m->b), &s->principal, JN_PERM_PUBLISH, topic, tlen))
+    if (topic[0] == '$' || !jn_auth_allowed(jn_broker_auth(m->b), s->principal, JN_PERM_PUBLISH, topic, tlen))
         refuse = JN_MQTT_RC_NOT_AUTHORIZED;
     else if (v5 && JN_MQTT_HAS(&p->props, JN_MQTT_PROP_PAYLOAD_FORMAT) && p->props.payload_format == 1 &&
              !jn_mqtt_utf8_valid(p->payload.data, p->payload.len))

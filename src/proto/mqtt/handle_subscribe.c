@@ -68,7 +68,7 @@ void jn__mqtt_handle_subscribe(jn_mqtt_session_t *s, const jn_mqtt_subscribe_t *
             free(retain);
             jn__mqtt_fail(s, JN_MQTT_RC_PROTOCOL_ERROR); /* 3.8.3.1 */
             return;
-        } else if (!jn_auth_allowed(jn_broker_auth(m->b), &s->principal, JN_PERM_SUBSCRIBE, filter, fl)) {
+        } else if (!jn_auth_allowed(jn_broker_auth(m->b), s->principal, JN_PERM_SUBSCRIBE, filter, fl)) {
             code = v5 ? JN_MQTT_RC_NOT_AUTHORIZED : 0x80;
         } else {
             mqtt_msub_t *ms = jn__mqtt_msub_find(st, full, flen);

@@ -51,7 +51,14 @@ static const jn_mqtt_transport_t conn_transport = {
 
 static size_t on_data(jn_conn_t *c, const uint8_t *data, size_t len)
 {
-    return jn_mqtt_session_input(jn_conn_ctx(c), data, len);
+    jn_mqtt_session_t *s = jn_conn_ctx(c);
+    if (!s->in_full && len >= MQTT_IN_FIRST) {
+        /* A read filled the small first buffer: a busy or large-packet
+         * client. From now on the buffer may grow to the packet limit. */
+        s->in_full = true;
+        jn_conn_set_limits(c, (size_t)s->m->cfg.max_packet_size + 8, 0, 0);
+    }
+    return jn_mqtt_session_input(s, data, len);
 }
 static void on_drain(jn_conn_t *c) { jn_mqtt_session_drain(jn_conn_ctx(c)); }
 static void on_close(jn_conn_t *c, int reason) { jn_mqtt_session_closed(jn_conn_ctx(c), reason); }
@@ -70,7 +77,7 @@ static void on_accept(jn_conn_t *conn, void *arg)
 {
     jn_mqtt_t *m = arg;
     size_t hw = m->cfg.max_queued_bytes;
-    jn_conn_set_limits(conn, (size_t)m->cfg.max_packet_size + 8, hw, hw * 4);
+    jn_conn_set_limits(conn, MQTT_IN_FIRST, hw, hw * 4);
     jn_mqtt_session_t *s = jn_mqtt_session_new(m, &conn_transport, conn, jn_conn_is_loopback(conn));
     if (!s) {
         jn_conn_abort(conn);
@@ -186,6 +193,8 @@ jn_mqtt_t *jn_mqtt_new(jn_net_t *net, jn_broker_t *broker, const jn_mqtt_config_
     jn_list_init(&m->states);
     jn_list_init(&m->shares);
     jn_buf_init(&m->scratch, 1u << 30);
+    jn_buf_init(&m->wsout, 0);
+    jn_principal_anonymous(&m->anonymous);
     m->started_ms = jn__mqtt_now(m);
     jn_metrics_t *mx = jn_broker_metrics(broker);
     if (mx) {
@@ -224,6 +233,7 @@ fail:
     return NULL;
 fail_early:
     jn_buf_free(&m->scratch);
+    jn_buf_free(&m->wsout);
     free(m);
     return NULL;
 }
@@ -234,6 +244,7 @@ static void free_cb(uv_handle_t *h)
     for (int i = 0; i < 5; i++)
         free(m->cfg_strings[i]);
     jn_buf_free(&m->scratch);
+    jn_buf_free(&m->wsout);
     free(m->htab);
     free(m);
 }

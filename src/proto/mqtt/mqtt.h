@@ -9,12 +9,12 @@
  * Transport independence: a session never sees a jn_conn_t. It reads the
  * bytes handed to jn_mqtt_session_input and writes through the small
  * jn_mqtt_transport_t vtable below. The door's own listeners wrap a
- * jn_conn_t in such a transport (mqtt.c); the WebSocket door carries MQTT
- * over WebSocket at /mqtt the same way: it creates a session with a
- * transport whose outbuf/commit frame the bytes as binary messages, feeds
- * the payloads of the binary messages it receives to
- * jn_mqtt_session_input, and calls jn_mqtt_session_drain / _timeout /
- * _closed from its own callbacks.
+ * jn_conn_t in such a transport (mqtt.c); MQTT over WebSocket at /mqtt
+ * (jn_mqtt_ws_route, ws_transport.c) does the same over the WebSocket
+ * door's codec: a transport whose outbuf/commit frame each packet as a
+ * binary message, the payloads of received binary messages fed to
+ * jn_mqtt_session_input as one stream, and jn_mqtt_session_drain /
+ * _timeout / _closed called from the connection's callbacks.
  */
 #ifndef JN_MQTT_H
 #define JN_MQTT_H
@@ -26,6 +26,7 @@
 #include "../../common/buf.h"
 #include "../../common/error.h"
 #include "../../core/broker.h"
+#include "../../http/server.h"
 #include "../../net/conn.h"
 
 typedef struct jn_mqtt jn_mqtt_t;
@@ -61,6 +62,14 @@ jn_mqtt_t *jn_mqtt_new(jn_net_t *net, jn_broker_t *broker, const jn_mqtt_config_
  * positions of persistent sessions, frees everything. Run the loop
  * afterwards to let handles close. Safe with NULL. */
 void jn_mqtt_free(jn_mqtt_t *m);
+/* Registers GET |path| (NULL: "/mqtt") on |httpd|: MQTT over WebSocket
+ * (MQTT section 6) with the subprotocol "mqtt" (or "mqttv3.1"), one
+ * session per connection, as on the door's own listeners
+ * (ws_transport.c). Call it before the HTTP server runs requests; the
+ * route must not outlive |m| (free |m| and the HTTP server together,
+ * without running the loop in between). Returns 0 or the error of
+ * jn_httpd_route (logged). */
+int jn_mqtt_ws_route(jn_mqtt_t *m, jn_httpd_t *httpd, const char *path) JN_MUST_CHECK;
 /* The bound port of the plain (|tls| false) or TLS listener, or -1. */
 int jn_mqtt_port(const jn_mqtt_t *m, bool tls);
 

@@ -29,6 +29,11 @@
 #define MQTT_CONNECT_TIMEOUT_MS 10000
 #define MQTT_SUBS_MAX 1024        /* subscriptions per session */
 #define MQTT_HDR_MAX 64           /* headers of one record (JN_BATCH_MAX_HEADERS) */
+/* Input cap of a new TCP connection, raised to the packet limit once a
+ * read fills it: an idle device's CONNECT and PINGREQs fit, so its input
+ * buffer stays small (the connection layer starts at 8 KiB otherwise). */
+#define MQTT_IN_FIRST 256
+#define MQTT_VTOPIC_MAX 64        /* longest topic remembered as valid (session.vtopic) */
 
 /* Reserved record headers (docs/mqtt.md "Mapping to records"). */
 #define MQTT_H_CTYPE "content-type"
@@ -162,8 +167,14 @@ struct jn_mqtt_session {
     uint32_t max_out;        /* client's Maximum Packet Size, 0 = none */
     uint16_t recv_max_in;    /* our Receive Maximum */
     uint16_t in_unacked;     /* inbound QoS>0 not yet acknowledged */
-    jn_principal_t principal;
+    jn_principal_t *principal; /* &door->anonymous, or owned (a user's); NULL before CONNECT */
+    bool in_full;            /* TCP: the input cap was raised from MQTT_IN_FIRST (mqtt.c) */
     char **aliases;          /* inbound topic aliases 1..topic_alias_max */
+    /* The last topic published here that passed jn_subject_validate (a
+     * device publishes to the same topic again and again): MQTT_VTOPIC_MAX
+     * bytes allocated on the first publish, |vtlen| 0 when empty. */
+    char *vtopic;
+    uint8_t vtlen;
     jn_list_t waiters;       /* mqtt_waiter_t */
 };
 
@@ -195,6 +206,8 @@ struct jn_mqtt {
     /* the state publishing right now (No Local for live deliveries) */
     mqtt_state_t *publishing;
     jn_buf_t scratch;        /* table values, retained blobs */
+    jn_buf_t wsout;          /* one outbound packet of a WebSocket session (ws_transport.c) */
+    jn_principal_t anonymous; /* shared by the sessions without a user name */
     bool freeing;
     uint64_t idseq;          /* assigned client ids */
 };

@@ -4,7 +4,7 @@
  * the MQTT session state (state.c).
  *
  * The session writes only through its jn_mqtt_transport_t, so the same
- * code serves TCP, TLS and (later) WebSocket.
+ * code serves TCP, TLS and WebSocket (ws_transport.c).
  */
 #include "mqtt_int.h"
 
@@ -248,6 +248,9 @@ void jn_mqtt_session_closed(jn_mqtt_session_t *s, int reason)
             jn__mqtt_state_offline(st);
         }
     }
+    if (s->principal != &m->anonymous)
+        free(s->principal);
+    free(s->vtopic);
     if (s->aliases) {
         for (uint32_t i = 0; i <= m->cfg.topic_alias_max; i++)
             free(s->aliases[i]);
