@@ -767,6 +767,23 @@ static void after_append(jn_broker_t *b, jn_stream_t *s, uint32_t p, const uint8
         jn__sub_offer_batch(b, s, p, batch, len, base, subject, subject_len);
 }
 
+/* after_append for a publish whose records all went into one batch: live
+ * subscribers are offered the publisher's records as they are, which saves
+ * decoding the batch just built. */
+static void after_publish(jn_broker_t *b, jn_stream_t *s, const jn_pub_batch_t *pb, const uint8_t *batch,
+                          const jn_record_t *recs, size_t n, int64_t now, const char *subject,
+                          size_t subject_len, bool add_subject)
+{
+    if (s->m_records)
+        jn_counter_add(s->m_records, (uint64_t)n);
+    if (s->m_bytes)
+        jn_counter_add(s->m_bytes, pb->len);
+    if (s->table)
+        jn__table_index_batch(s, pb->partition, batch, pb->len, pb->base);
+    if (!jn_list_empty(&s->subs))
+        jn__sub_offer_records(b, s, pb->partition, recs, n, pb->base, now, subject, subject_len, add_subject);
+}
+
 static int reserve_publish(jn_broker_t *b, size_t n, uint32_t nparts)
 {
     if (n > b->cappidx) {
@@ -869,7 +886,8 @@ int jn__broker_publish_stream(jn_broker_t *b, jn_stream_t *s, const char *subjec
     for (size_t k = 0; k < nb; k++) {
         jn_pub_batch_t *pb = &b->pb[k];
         jn_part_t *part = s->parts[pb->partition];
-        int64_t base = jn_plog_append(part->log, b->scratch.data + pb->start, pb->len);
+        /* The parts' logs share b->clock: |now| serves them too. */
+        int64_t base = jn_plog_append_at(part->log, b->scratch.data + pb->start, pb->len, now);
         if (base < 0) {
             if (k > 0)
                 jn_error("broker: %s: append failed after %zu of %zu batches: %s", s->name, k, nb,
@@ -889,20 +907,40 @@ int jn__broker_publish_stream(jn_broker_t *b, jn_stream_t *s, const char *subjec
         pb->used++;
     }
     b->busy++;
-    for (size_t k = 0; k < nb; k++) {
-        jn_pub_batch_t *pb = &b->pb[k];
-        after_append(b, s, pb->partition, b->scratch.data + pb->start, pb->len, pb->base, pb->used, subject,
-                     subject_len);
+    if (nb == 1) {
+        /* Copied: a delivery may publish, which reuses b->pb and b->scratch. */
+        jn_pub_batch_t pb = b->pb[0];
+        after_publish(b, s, &pb, b->scratch.data + pb.start, recs, n, now, subject, subject_len, add_subject);
+    } else {
+        for (size_t k = 0; k < nb; k++) {
+            jn_pub_batch_t *pb = &b->pb[k];
+            after_append(b, s, pb->partition, b->scratch.data + pb->start, pb->len, pb->base, pb->used, subject,
+                         subject_len);
+        }
     }
     b->busy--;
     jn__sub_free_zombies(b);
     return 0;
 }
 
+/* jn_subject_validate, remembering the last valid subject. */
+static bool subject_valid(jn_broker_t *b, const char *subject, size_t len)
+{
+    if (len != 0 && len == b->valid_subject_len && memcmp(subject, b->valid_subject, len) == 0)
+        return true;
+    if (jn_subject_validate(subject, len) < 0)
+        return false;
+    if (len <= sizeof b->valid_subject) {
+        memcpy(b->valid_subject, subject, len);
+        b->valid_subject_len = len;
+    }
+    return true;
+}
+
 int jn_broker_publish(jn_broker_t *b, const char *subject, size_t subject_len, const jn_record_t *recs,
                       size_t n, int32_t partition, jn_publish_result_t *out)
 {
-    if (!b || !subject || jn_subject_validate(subject, subject_len) < 0)
+    if (!b || !subject || !subject_valid(b, subject, subject_len))
         return JN_EINVAL;
     size_t nlen;
     const char *name = jn_broker_stream_of_subject(b, subject, subject_len, &nlen);

@@ -185,8 +185,10 @@ typedef struct jn_delivery {
 
 /* Offers one record. Return 0 when taken, JN_EAGAIN when the sink is full
  * (the record is not taken; call jn_sub_resume when there is room).
- * Must not close |sub| or publish from inside the call; it may call
- * jn_sub_pause. */
+ * Must not close |sub| from inside the call. It may call jn_sub_pause,
+ * and it may publish or enqueue (an AMQP binding forwards records into a
+ * queue this way): the offer of the outer record to the other matching
+ * subscriptions is not disturbed. */
 typedef int (*jn_sub_deliver_cb)(jn_sub_t *sub, const jn_delivery_t *d, void *arg);
 
 enum jn_start {

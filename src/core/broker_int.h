@@ -96,6 +96,7 @@ struct jn_sub {
     uint64_t skipped;  /* records lost to retention while behind */
     jn_list_t node;    /* on b->subs (or b->zombies once closed) */
     jn_list_t ready;   /* on b->ready while behind and not stalled */
+    size_t catchup_bytes; /* next catch-up read size: adapts to what the sink takes */
 };
 
 /* One batch of a publish: records for one partition. */
@@ -182,6 +183,10 @@ struct jn_broker {
     jn_qreg_t *queues;         /* queue registry (queue.c); NULL before open replayed it */
 
     jn_broker_handles_t *h;
+    /* The last subject jn_broker_publish found valid: publishers repeat
+     * their subjects, and a compare is cheaper than a validation. */
+    size_t valid_subject_len;  /* 0: none */
+    char valid_subject[128];
 };
 
 /* broker.c */
@@ -209,6 +214,14 @@ void jn__broker_kick(jn_broker_t *b);
 /* Offers the records of one batch just appended at |base| of |s|/|p|. */
 void jn__sub_offer_batch(jn_broker_t *b, jn_stream_t *s, uint32_t p, const uint8_t *batch, size_t len,
                          int64_t base, const char *subject, size_t subject_len);
+/* Offers records just appended at |base|.. of |s|/|p| from the publisher's
+ * own records, without decoding the batch: what a subscriber sees is what
+ * the batch decodes to - a record with timestamp 0 gets |now|, and when
+ * |add_subject| the subject header is put first. Every record has
+ * |subject|, so the filter trie is matched once. */
+void jn__sub_offer_records(jn_broker_t *b, jn_stream_t *s, uint32_t p, const jn_record_t *recs, size_t n,
+                           int64_t base, int64_t now, const char *subject, size_t subject_len,
+                           bool add_subject);
 /* A stream was created (or grew from |old_parts|): add cursors to covering subs. */
 int jn__sub_stream_added(jn_broker_t *b, jn_stream_t *s, uint32_t old_parts);
 /* A stream is being deleted: drop every cursor into it. */

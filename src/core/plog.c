@@ -1277,6 +1277,11 @@ int jn_plog_roll(jn_plog_t *log) { return roll(log); }
 
 int64_t jn_plog_append(jn_plog_t *log, const uint8_t *batch, size_t len)
 {
+    return jn_plog_append_at(log, batch, len, jn_clock_now(log->clock));
+}
+
+int64_t jn_plog_append_at(jn_plog_t *log, const uint8_t *batch, size_t len, int64_t now)
+{
     jn_batch_info_t bi;
     if (len > log->cfg.max_batch_bytes)
         return JN_ETOOBIG;
@@ -1288,7 +1293,6 @@ int64_t jn_plog_append(jn_plog_t *log, const uint8_t *batch, size_t len)
     if (log->end > INT64_MAX - 1 - bi.last_offset_delta)
         return JN_ERANGE;
 
-    int64_t now = jn_clock_now(log->clock);
     jn_plog_segment_t *seg = active_seg(log);
     if (seg->size > 0 &&
         (seg->size + len > log->cfg.segment_bytes || seg->size + len > UINT32_MAX ||

@@ -392,6 +392,37 @@ static void collect_cb(void *value, void *arg)
     b->matches[b->nmatches++] = value;
 }
 
+/* The subscriptions matching one subject, taken out of the broker while
+ * they are offered records: a delivery may publish (an AMQP forwarder
+ * enqueues into a queue's stream), and that publish matches again with the
+ * broker's array. Taking it keeps the outer iteration intact. */
+typedef struct match_set {
+    jn_sub_t **v;
+    size_t n, cap;
+} match_set_t;
+
+static void match_collect(jn_broker_t *b, const char *subject, size_t len, match_set_t *m)
+{
+    b->nmatches = 0;
+    jn_trie_match(b->trie, subject, len, collect_cb, b);
+    m->v = b->matches;
+    m->n = b->nmatches;
+    m->cap = b->capmatches;
+    b->matches = NULL;
+    b->nmatches = b->capmatches = 0;
+}
+
+/* Gives the array back for reuse (freeing one a nested match allocated). */
+static void match_release(jn_broker_t *b, match_set_t *m)
+{
+    free(b->matches);
+    b->matches = m->v;
+    b->capmatches = m->cap;
+    b->nmatches = 0;
+    m->v = NULL;
+    m->n = m->cap = 0;
+}
+
 static void offer_one(jn_broker_t *b, jn_sub_t *sub, jn_stream_t *s, uint32_t p, const jn_record_t *rec,
                       const char *subj, size_t slen)
 {
@@ -436,9 +467,9 @@ void jn__sub_offer_batch(jn_broker_t *b, jn_stream_t *s, uint32_t p, const uint8
     }
     const char *last = NULL;
     size_t last_len = 0;
+    match_set_t m = {NULL, 0, 0};
     if (subject) {
-        b->nmatches = 0;
-        jn_trie_match(b->trie, subject, subject_len, collect_cb, b);
+        match_collect(b, subject, subject_len, &m);
         last = subject;
         last_len = subject_len;
     }
@@ -450,18 +481,87 @@ void jn__sub_offer_batch(jn_broker_t *b, jn_stream_t *s, uint32_t p, const uint8
         if (!subject) {
             subj = jn_record_subject(&rec, s->name, s->name_len, &slen);
             if (!last || slen != last_len || memcmp(subj, last, slen) != 0) {
-                b->nmatches = 0;
-                jn_trie_match(b->trie, subj, slen, collect_cb, b);
+                if (last)
+                    match_release(b, &m);
+                match_collect(b, subj, slen, &m);
                 last = subj;
                 last_len = slen;
             }
         }
-        for (size_t i = 0; i < b->nmatches; i++)
-            offer_one(b, b->matches[i], s, p, &rec, subj, slen);
+        for (size_t i = 0; i < m.n; i++)
+            offer_one(b, m.v[i], s, p, &rec, subj, slen);
     }
+    if (last)
+        match_release(b, &m);
     if (rc < 0)
         jn_warn("broker: %s/%u: malformed record in batch at %lld", s->name, p, (long long)base);
     jn_buf_free(&z);
+}
+
+/* The empty field of the log: a non-null pointer with length 0. */
+static const uint8_t empty_field[1];
+
+static const uint8_t *field_as_stored(const uint8_t *data, int32_t len)
+{
+    if (len == -1)
+        return NULL;
+    return len == 0 && !data ? empty_field : data;
+}
+
+/* Does any header need rewriting to look as decoded from the log? */
+static bool headers_need_copy(const jn_record_t *r)
+{
+    for (uint32_t i = 0; i < r->header_count; i++) {
+        const jn_header_t *h = &r->headers[i];
+        if ((h->key_len == 0 && !h->key) || h->value != field_as_stored(h->value, h->value_len))
+            return true;
+    }
+    return false;
+}
+
+void jn__sub_offer_records(jn_broker_t *b, jn_stream_t *s, uint32_t p, const jn_record_t *recs, size_t n,
+                           int64_t base, int64_t now, const char *subject, size_t subject_len,
+                           bool add_subject)
+{
+    /* Local: a delivery may publish, which offers records again. */
+    jn_header_t hdrs[JN_BATCH_MAX_HEADERS + 1];
+    match_set_t m;
+    match_collect(b, subject, subject_len, &m);
+    if (m.n == 0) {
+        match_release(b, &m);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        jn_record_t rec = recs[i];
+        rec.offset = base + (int64_t)i;
+        if (rec.timestamp == 0)
+            rec.timestamp = now;
+        rec.key = field_as_stored(rec.key, rec.key_len);
+        rec.value = field_as_stored(rec.value, rec.value_len);
+        if (add_subject || (rec.header_count && headers_need_copy(&rec))) {
+            /* The publish checked header_count against JN_BATCH_MAX_HEADERS. */
+            uint32_t k = 0;
+            if (add_subject) {
+                hdrs[0].key = (const uint8_t *)JN_SUBJECT_HEADER;
+                hdrs[0].key_len = sizeof JN_SUBJECT_HEADER - 1;
+                hdrs[0].value = (const uint8_t *)subject;
+                hdrs[0].value_len = (int32_t)subject_len;
+                k = 1;
+            }
+            for (uint32_t j = 0; j < rec.header_count; j++, k++) {
+                const jn_header_t *h = &rec.headers[j];
+                hdrs[k].key = h->key_len == 0 && !h->key ? empty_field : h->key;
+                hdrs[k].key_len = h->key_len;
+                hdrs[k].value = field_as_stored(h->value, h->value_len);
+                hdrs[k].value_len = h->value_len;
+            }
+            rec.headers = hdrs;
+            rec.header_count = k;
+        }
+        for (size_t k = 0; k < m.n; k++)
+            offer_one(b, m.v[k], s, p, &rec, subject, subject_len);
+    }
+    match_release(b, &m);
 }
 
 /* ---- catch-up ---- */
@@ -563,11 +663,21 @@ static size_t catchup_cursor(jn_broker_t *b, jn_sub_t *sub, jn_subpos_t *sp, uin
     return (size_t)n;
 }
 
+/* First catch-up read of a subscription, and the size it returns to when
+ * its sink refuses: a slow sink takes little per turn, and reading (and
+ * faulting in) catchup_batch_bytes for each of many lagging subscriptions
+ * only to drop most of it dominated the loop. */
+#define CATCHUP_MIN_BYTES (16 * 1024)
+
 /* One turn for one subscription: round robin over its cursors, within
- * catchup_batch_bytes. */
+ * its current read size, which doubles up to catchup_batch_bytes while the
+ * sink takes all that was read. */
 static void catchup_sub(jn_broker_t *b, jn_sub_t *sub)
 {
-    size_t budget = b->cfg.catchup_batch_bytes, spent = 0;
+    size_t max = b->cfg.catchup_batch_bytes;
+    if (sub->catchup_bytes < CATCHUP_MIN_BYTES)
+        sub->catchup_bytes = CATCHUP_MIN_BYTES;
+    size_t budget = sub->catchup_bytes < max ? sub->catchup_bytes : max, spent = 0;
     size_t total = 0;
     for (size_t i = 0; i < sub->npos; i++)
         total += sub->pos[i]->nparts;
@@ -587,6 +697,10 @@ static void catchup_sub(jn_broker_t *b, jn_sub_t *sub)
     }
     sub->rr_pos = pi;
     sub->rr_part = pp;
+    if (sub->stalled)
+        sub->catchup_bytes = CATCHUP_MIN_BYTES;
+    else if (spent >= budget && sub->catchup_bytes < max)
+        sub->catchup_bytes = sub->catchup_bytes > max / 2 ? max : sub->catchup_bytes * 2;
 }
 
 bool jn__sub_catchup(jn_broker_t *b)

@@ -451,6 +451,64 @@ static void test_live_filters(void **state)
     free(other);
 }
 
+/* A delivery that publishes (as an AMQP forwarder does when it enqueues)
+ * must not cut short the offer of the outer record to the other matching
+ * subscriptions. */
+typedef struct forwarder {
+    fx_t *f;
+    sink_t *k;
+    int nested;
+} forwarder_t;
+
+static int forward_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
+{
+    forwarder_t *fw = arg;
+    int rc = sink_deliver(sub, d, fw->k);
+    if (rc == 0 && d->subject_len == 8 && memcmp(d->subject, "fwd/in/x", 8) == 0) {
+        char subj[32];
+        snprintf(subj, sizeof subj, "copies/%d", fw->nested++);
+        assert_int_equal(pub(fw->f, subj, NULL, "copy", NULL), 0);
+    }
+    return rc;
+}
+
+static void test_nested_publish_in_delivery(void **state)
+{
+    fx_t *f = *state;
+    fx_open(f);
+    sink_t *k1 = sink_new(-1), *k2 = sink_new(-1), *k3 = sink_new(-1), *copies = sink_new(-1);
+    forwarder_t fw1 = {f, k1, 0}, fw2 = {f, k2, 0};
+    jn_sub_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.start = JN_START_LIVE;
+    o.deliver = forward_deliver;
+    jn_sub_t *s1, *s2;
+    o.filter = "fwd/#";
+    o.arg = &fw1;
+    assert_int_equal(jn_broker_subscribe(f->b, &o, &s1), 0);
+    jn_sub_t *s3 = subscribe(f, "fwd/in/+", JN_START_LIVE, k3, false);
+    o.filter = "fwd/+/x";
+    o.arg = &fw2;
+    assert_int_equal(jn_broker_subscribe(f->b, &o, &s2), 0);
+    jn_sub_t *s4 = subscribe(f, "copies/+", JN_START_LIVE, copies, false);
+    assert_int_equal(pub(f, "fwd/in/x", NULL, "orig", NULL), 0);
+    assert_int_equal(pub(f, "fwd/in/x", NULL, "again", NULL), 0);
+    /* Every subscription got both records, and both forwarders copied each. */
+    assert_int_equal(k1->n, 2);
+    assert_int_equal(k2->n, 2);
+    assert_int_equal(k3->n, 2);
+    assert_string_equal(k3->got[1].value, "again");
+    assert_int_equal(copies->n, 4);
+    jn_sub_close(s1);
+    jn_sub_close(s2);
+    jn_sub_close(s3);
+    jn_sub_close(s4);
+    free(k1);
+    free(k2);
+    free(k3);
+    free(copies);
+}
+
 static void test_earliest_catchup_reopen(void **state)
 {
     fx_t *f = *state;
@@ -1202,6 +1260,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_names),
+        cmocka_unit_test_setup_teardown(test_nested_publish_in_delivery, setup, teardown),
         cmocka_unit_test(test_config_json),
         cmocka_unit_test_setup_teardown(test_streams_crud_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_mapping_partitioning, setup, teardown),
