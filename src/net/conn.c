@@ -72,16 +72,17 @@ enum conn_state {
     CS_CLOSED,   /* uv_close issued */
 };
 
-struct jn_conn {
-    uv_tcp_t tcp;               /* handle.data points back to the conn */
-    jn_net_t *net;
-    jn_list_t link;             /* net->conns while not closed */
+/* What a conn needs only while it moves bytes: buffers, the write or
+ * shutdown request, the output queue, close timestamps, and TLS. Allocated
+ * on the first read or write (at accept for TLS) and freed by the sweep
+ * once a plain conn has been idle for shrink_ms with nothing buffered, so
+ * an idle plain conn is only its jn_conn_t. A TLS conn keeps it (its SSL
+ * lives here) but still gives back the buffers. */
+typedef struct conn_io {
     jn_list_t sched;            /* net->deferred while scheduled */
-    const jn_conn_handler_t *h; /* NULL: detached */
-    void *ctx;
+    jn_conn_t *conn;            /* the owner (for the deferred list) */
     uint8_t *in;                /* input buffer; unconsumed bytes in [in_off, in_len) */
     size_t in_off, in_len, in_cap;
-    size_t in_max;              /* cap on in_cap */
     size_t in_need;             /* growth hint of the handler */
     jn_buf_t out;               /* plaintext queued */
     jn_buf_t enc;               /* TLS: ciphertext queued */
@@ -90,35 +91,76 @@ struct jn_conn {
     out_seg_t *sq_head, *sq_tail; /* output queued before |out| (plain TCP) */
     size_t sq_mem;              /* bytes of memory segments */
     size_t sq_file;             /* bytes of file segments (count for high water, not out_max) */
-    size_t out_hw, out_max;
+    uint64_t t_write;           /* loop ms: last write progress (or close start) */
+    uint64_t t_close;           /* loop ms: shutdown issued */
+    SSL *ssl;                   /* NULL: plain TCP */
     union {                     /* never both in flight: shutdown waits for the write */
         uv_write_t wreq;
         uv_shutdown_t sreq;
     } req;
-    SSL *ssl;
+} conn_io_t;
+
+/* Kept small on purpose: 10,000 idle clients cost 10,000 of these (see
+ * docs/net.md). Caps are stored in 32 bits (set_limits clamps), times
+ * the idle sweep compares in 32-bit loop ms (differences wrap safely),
+ * and the peer is its raw address, formatted on demand. */
+struct jn_conn {
+    uv_tcp_t tcp;               /* handle.data points back to the conn */
+    jn_net_t *net;
+    jn_list_t link;             /* net->conns while not closed */
+    const jn_conn_handler_t *h; /* NULL: detached */
+    void *ctx;
+    conn_io_t *io;              /* NULL while idle (plain TCP) */
     uint64_t deadline;          /* loop ms; 0 none */
-    uint64_t t_write;           /* loop ms: last write progress (or close start) */
-    uint64_t t_active;          /* loop ms: last read or write */
-    uint64_t t_close;           /* loop ms: shutdown issued */
-    int close_reason;
-    uint32_t gen;               /* handler generation: changes with set_handler */
+    uint32_t t_active;          /* low 32 bits of loop ms: last read or write */
+    uint32_t in_max;            /* cap on in_cap */
+    uint32_t out_hw, out_max;
+    int16_t close_reason;
+    uint16_t gen;               /* handler generation: changes with set_handler */
     uint8_t state;              /* enum conn_state */
     uint8_t in_cb;              /* depth of this conn's handler callbacks running */
-    bool close_pending;         /* closed inside a callback: on_close after it */
-    bool in_read;               /* inside the read callback: it flushes at its end */
-    bool want_deliver;          /* offer buffered input from the idle handle */
-    bool reading;
-    bool writing;
-    bool paused;
-    bool above_hw;
-    bool in_full;               /* no room for input while paused or detached */
-    bool hs_done;
-    bool notify_sent;
-    bool eof;
-    bool peer_closed;           /* closing because the peer did: report JN_ECLOSED */
-    bool loopback;
-    char peer[46];
+    bool close_pending : 1;     /* closed inside a callback: on_close after it */
+    bool in_read : 1;           /* inside the read callback: it flushes at its end */
+    bool want_deliver : 1;      /* offer buffered input from the idle handle */
+    bool reading : 1;
+    bool writing : 1;           /* a uv_write is in flight (io is kept) */
+    bool paused : 1;
+    bool above_hw : 1;
+    bool in_full : 1;           /* no room for input while paused or detached */
+    bool hs_done : 1;
+    bool notify_sent : 1;
+    bool eof : 1;
+    bool peer_closed : 1;       /* closing because the peer did: report JN_ECLOSED */
+    bool loopback : 1;
+    bool peer_v6 : 1;           /* |peer| holds an IPv6 address, else IPv4 in [0, 4) */
+    uint8_t peer[16];           /* the peer's address, network order */
 };
+
+static SSL *conn_ssl(const jn_conn_t *c)
+{
+    return c->io ? c->io->ssl : NULL;
+}
+
+static void conn_set_out_caps(jn_conn_t *c);
+
+/* The conn's I/O state, allocated on first use. NULL on ENOMEM. */
+static conn_io_t *conn_get_io(jn_conn_t *c)
+{
+    if (c->io)
+        return c->io;
+    conn_io_t *io = calloc(1, sizeof *io);
+    if (!io)
+        return NULL;
+    jn_list_init(&io->sched);
+    io->conn = c;
+    jn_buf_init(&io->out, 0);
+    jn_buf_init(&io->enc, 0);
+    jn_buf_init(&io->wbuf, 0);
+    io->t_write = uv_now(c->net->loop);
+    c->io = io;
+    conn_set_out_caps(c);
+    return io;
+}
 
 static void conn_flush(jn_conn_t *c);
 static void conn_update_read(jn_conn_t *c);
@@ -228,24 +270,35 @@ static void seg_free(out_seg_t *s)
     free(s);
 }
 
+static void conn_io_free(jn_conn_t *c);
+
 static void on_conn_closed(uv_handle_t *hd)
 {
     jn_conn_t *c = hd->data;
     jn_net_t *net = c->net;
-    /* Ranges never sent: their files may go now. */
-    while (c->sq_head) {
-        out_seg_t *s = c->sq_head;
-        c->sq_head = s->next;
-        seg_free(s);
-    }
-    free(c->in);
-    jn_buf_free(&c->out);
-    jn_buf_free(&c->enc);
-    jn_buf_free(&c->wbuf);
-    if (c->ssl)
-        SSL_free(c->ssl);
+    if (c->io)
+        conn_io_free(c);
     free(c);
     jn__net_handle_closed(net);
+}
+
+/* Gives back the I/O state and everything it holds. */
+static void conn_io_free(jn_conn_t *c)
+{
+    /* Ranges never sent: their files may go now. */
+    while (c->io->sq_head) {
+        out_seg_t *s = c->io->sq_head;
+        c->io->sq_head = s->next;
+        seg_free(s);
+    }
+    free(c->io->in);
+    jn_buf_free(&c->io->out);
+    jn_buf_free(&c->io->enc);
+    jn_buf_free(&c->io->wbuf);
+    if (c->io->ssl)
+        SSL_free(c->io->ssl);
+    free(c->io);
+    c->io = NULL;
 }
 
 /* Closes the handle now and reports |reason| (once). */
@@ -256,7 +309,8 @@ static void conn_finish(jn_conn_t *c, int reason)
     jn_net_t *net = c->net;
     c->state = CS_CLOSED;
     c->close_reason = reason == 0 && c->peer_closed ? JN_ECLOSED : reason;
-    jn_list_remove(&c->sched);
+    if (c->io)
+        jn_list_remove(&c->io->sched);
     jn_list_remove(&c->link);
     net->nconns--;
     if (net->cfg.m_conns)
@@ -282,11 +336,13 @@ bool jn_conn_is_closing(const jn_conn_t *c)
 static void conn_schedule(jn_conn_t *c)
 {
     jn_net_t *net = c->net;
-    if (c->state == CS_CLOSED || jn_list_linked(&c->sched))
+    /* Everything that schedules has I/O state: output, input, TLS, or a
+     * graceful close. */
+    if (c->state == CS_CLOSED || !c->io || jn_list_linked(&c->io->sched))
         return;
     if (jn_list_empty(&net->deferred))
         uv_idle_start(&net->idle, on_idle);
-    jn_list_insert_tail(&net->deferred, &c->sched);
+    jn_list_insert_tail(&net->deferred, &c->io->sched);
 }
 
 static void on_shutdown(uv_shutdown_t *sr, int status)
@@ -299,13 +355,15 @@ static void on_shutdown(uv_shutdown_t *sr, int status)
         return;
     }
     c->state = CS_LINGER;
-    c->t_close = uv_now(c->net->loop);
+    c->io->t_close = uv_now(c->net->loop);
     conn_update_read(c);
 }
 
 size_t jn_conn_pending(const jn_conn_t *c)
 {
-    return c->out.len + c->enc.len + c->sq_mem + c->sq_file + (c->writing ? c->wbuf.len - c->woff : 0);
+    if (!c->io)
+        return 0;
+    return c->io->out.len + c->io->enc.len + c->io->sq_mem + c->io->sq_file + (c->writing ? c->io->wbuf.len - c->io->woff : 0);
 }
 
 /* The output is flushed: send close_notify (TLS), then shut down. */
@@ -313,17 +371,17 @@ static void conn_shutdown(jn_conn_t *c)
 {
     if (c->state != CS_FLUSHING)
         return;
-    if (c->ssl && c->hs_done && !c->notify_sent) {
+    if (conn_ssl(c) && c->hs_done && !c->notify_sent) {
         c->notify_sent = true;
-        (void)SSL_shutdown(c->ssl);
+        (void)SSL_shutdown(conn_ssl(c));
         conn_flush(c); /* may come back here and shut down */
         if (c->state != CS_FLUSHING || c->writing || jn_conn_pending(c))
             return;
     }
     c->state = CS_SHUTTING;
-    c->t_close = uv_now(c->net->loop);
-    c->req.sreq.data = c;
-    if (uv_shutdown(&c->req.sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+    c->io->t_close = uv_now(c->net->loop);
+    c->io->req.sreq.data = c;
+    if (uv_shutdown(&c->io->req.sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
         conn_finish(c, 0);
 }
 
@@ -332,8 +390,11 @@ void jn_conn_close(jn_conn_t *c)
     if (!c || c->state != CS_OPEN)
         return;
     c->state = CS_FLUSHING;
-    c->t_write = uv_now(c->net->loop);
     conn_update_read(c);
+    /* Without I/O state (ENOMEM) the sweep finishes the close. */
+    if (!conn_get_io(c))
+        return;
+    c->io->t_write = uv_now(c->net->loop);
     /* The flush (and with it the shutdown) runs from the loop, never
      * inside this call. */
     conn_schedule(c);
@@ -365,23 +426,23 @@ static void conn_send(jn_conn_t *c, jn_buf_t *src)
     }
     uint64_t now = uv_now(c->net->loop);
     if (n > 0) {
-        c->t_write = now;
-        c->t_active = now;
+        c->io->t_write = now;
+        c->t_active = (uint32_t)now;
         conn_count_out(c, (size_t)n);
     }
     if ((size_t)n == src->len) {
         src->len = 0;
         return;
     }
-    jn_buf_t t = c->wbuf;
-    c->wbuf = *src;
+    jn_buf_t t = c->io->wbuf;
+    c->io->wbuf = *src;
     *src = t;
     src->len = 0;
-    c->woff = (size_t)n;
-    b = uv_buf_init((char *)c->wbuf.data + n, (unsigned)(c->wbuf.len - (size_t)n));
-    c->req.wreq.data = c;
-    c->t_write = now;
-    if (uv_write(&c->req.wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+    c->io->woff = (size_t)n;
+    b = uv_buf_init((char *)c->io->wbuf.data + n, (unsigned)(c->io->wbuf.len - (size_t)n));
+    c->io->req.wreq.data = c;
+    c->io->t_write = now;
+    if (uv_write(&c->io->req.wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
         conn_finish(c, c->state == CS_OPEN ? JN_ECLOSED : 0);
         return;
     }
@@ -394,31 +455,31 @@ static void conn_send(jn_conn_t *c, jn_buf_t *src)
 static void send_file_chunk(jn_conn_t *c, out_seg_t *s)
 {
     size_t n = s->len < FILE_CHUNK ? s->len : FILE_CHUNK;
-    jn_buf_reset(&c->wbuf);
-    if (n > c->wbuf.max)
-        n = c->wbuf.max;
-    if (jn_buf_reserve(&c->wbuf, n) < 0) {
+    jn_buf_reset(&c->io->wbuf);
+    if (n > c->io->wbuf.max)
+        n = c->io->wbuf.max;
+    if (jn_buf_reserve(&c->io->wbuf, n) < 0) {
         conn_finish(c, JN_ENOMEM);
         return;
     }
     ssize_t r;
     do
-        r = pread(s->fd, c->wbuf.data, n, (off_t)s->pos);
+        r = pread(s->fd, c->io->wbuf.data, n, (off_t)s->pos);
     while (r < 0 && errno == EINTR);
     if (r <= 0) {
-        jn_warn("net: %s: reading queued file range: %s", c->peer, r == 0 ? "short file" : strerror(errno));
+        jn_warn("net: %s: reading queued file range: %s", jn_conn_peer(c), r == 0 ? "short file" : strerror(errno));
         conn_finish(c, JN_EIO);
         return;
     }
-    c->wbuf.len = (size_t)r;
-    c->woff = 0;
+    c->io->wbuf.len = (size_t)r;
+    c->io->woff = 0;
     s->pos += (uint64_t)r;
     s->len -= (size_t)r;
-    c->sq_file -= (size_t)r;
-    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)r);
-    c->req.wreq.data = c;
-    c->t_write = uv_now(c->net->loop);
-    if (uv_write(&c->req.wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+    c->io->sq_file -= (size_t)r;
+    uv_buf_t b = uv_buf_init((char *)c->io->wbuf.data, (unsigned)r);
+    c->io->req.wreq.data = c;
+    c->io->t_write = uv_now(c->net->loop);
+    if (uv_write(&c->io->req.wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
         conn_finish(c, c->state == CS_OPEN ? JN_ECLOSED : 0);
         return;
     }
@@ -441,8 +502,9 @@ static void send_file_seg(jn_conn_t *c, out_seg_t *s)
             uint64_t now = uv_now(c->net->loop);
             s->pos += (uint64_t)n;
             s->len -= (size_t)n;
-            c->sq_file -= (size_t)n;
-            c->t_write = c->t_active = now;
+            c->io->sq_file -= (size_t)n;
+            c->io->t_write = now;
+            c->t_active = (uint32_t)now;
             conn_count_out(c, (size_t)n);
             continue;
         }
@@ -463,11 +525,11 @@ static void send_file_seg(jn_conn_t *c, out_seg_t *s)
 /* Sends the queued segments in order; stops at a write in flight. */
 static void send_queue(jn_conn_t *c)
 {
-    while (c->sq_head && !c->writing && c->state < CS_SHUTTING) {
-        out_seg_t *s = c->sq_head;
+    while (c->io->sq_head && !c->writing && c->state < CS_SHUTTING) {
+        out_seg_t *s = c->io->sq_head;
         if (s->fd < 0) {
             /* All of it leaves now or moves into |wbuf| (counted there). */
-            c->sq_mem -= s->mem.len;
+            c->io->sq_mem -= s->mem.len;
             conn_send(c, &s->mem);
             if (c->state == CS_CLOSED)
                 return;
@@ -476,9 +538,9 @@ static void send_queue(jn_conn_t *c)
             if (c->state == CS_CLOSED || s->len > 0)
                 return;
         }
-        c->sq_head = s->next;
-        if (!c->sq_head)
-            c->sq_tail = NULL;
+        c->io->sq_head = s->next;
+        if (!c->io->sq_head)
+            c->io->sq_tail = NULL;
         seg_free(s);
     }
 }
@@ -486,40 +548,40 @@ static void send_queue(jn_conn_t *c)
 /* Moves TLS output (plaintext in |out|, handshake records) into |enc|. */
 static int tls_encrypt(jn_conn_t *c)
 {
-    if (c->hs_done && c->out.len) {
-        int n = SSL_write(c->ssl, c->out.data, c->out.len > INT_MAX ? INT_MAX : (int)c->out.len);
+    if (c->hs_done && c->io->out.len) {
+        int n = SSL_write(conn_ssl(c), c->io->out.data, c->io->out.len > INT_MAX ? INT_MAX : (int)c->io->out.len);
         if (n <= 0)
             return JN_EIO;
-        jn_buf_consume(&c->out, (size_t)n);
+        jn_buf_consume(&c->io->out, (size_t)n);
     }
-    BIO *wb = SSL_get_wbio(c->ssl);
+    BIO *wb = SSL_get_wbio(conn_ssl(c));
     size_t pend;
     while ((pend = BIO_ctrl_pending(wb)) > 0) {
-        int rc = jn_buf_reserve(&c->enc, pend);
+        int rc = jn_buf_reserve(&c->io->enc, pend);
         if (rc < 0)
             return rc;
-        int n = BIO_read(wb, c->enc.data + c->enc.len, (int)pend);
+        int n = BIO_read(wb, c->io->enc.data + c->io->enc.len, (int)pend);
         if (n <= 0)
             break;
-        c->enc.len += (size_t)n;
+        c->io->enc.len += (size_t)n;
     }
     return 0;
 }
 
 static void conn_flush(jn_conn_t *c)
 {
-    if (c->state == CS_CLOSED)
+    if (c->state == CS_CLOSED || !c->io)
         return;
-    if (c->ssl) {
+    if (conn_ssl(c)) {
         if (tls_encrypt(c) < 0) {
             conn_finish(c, JN_EPROTO);
             return;
         }
-        conn_send(c, &c->enc);
+        conn_send(c, &c->io->enc);
     } else {
         send_queue(c);
-        if (c->state != CS_CLOSED && !c->sq_head)
-            conn_send(c, &c->out);
+        if (c->state != CS_CLOSED && !c->io->sq_head)
+            conn_send(c, &c->io->out);
     }
     if (c->state == CS_CLOSED)
         return;
@@ -539,7 +601,7 @@ static void conn_flush(jn_conn_t *c)
             if (c->state == CS_CLOSED)
                 return;
         }
-        if (c->in_len > c->in_off) {
+        if (c->io->in_len > c->io->in_off) {
             c->want_deliver = true;
             conn_schedule(c);
         }
@@ -557,10 +619,10 @@ static void conn_flush(jn_conn_t *c)
 static void on_write(uv_write_t *wr, int status)
 {
     jn_conn_t *c = wr->data;
-    size_t n = c->wbuf.len - c->woff;
+    size_t n = c->io->wbuf.len - c->io->woff;
     c->writing = false;
-    c->wbuf.len = 0;
-    c->woff = 0;
+    c->io->wbuf.len = 0;
+    c->io->woff = 0;
     if (c->state == CS_CLOSED)
         return;
     if (status < 0) {
@@ -568,7 +630,8 @@ static void on_write(uv_write_t *wr, int status)
         return;
     }
     conn_count_out(c, n);
-    c->t_write = c->t_active = uv_now(c->net->loop);
+    c->io->t_write = uv_now(c->net->loop);
+    c->t_active = (uint32_t)c->io->t_write;
     conn_flush(c);
 }
 
@@ -583,7 +646,9 @@ static int out_room(jn_conn_t *c, size_t n)
 {
     if (c->state != CS_OPEN)
         return JN_ECLOSED;
-    size_t pend = jn_conn_pending(c) - c->sq_file; /* the cap is on memory */
+    if (!conn_get_io(c))
+        return JN_ENOMEM;
+    size_t pend = jn_conn_pending(c) - c->io->sq_file; /* the cap is on memory */
     if (n > c->out_max || pend > c->out_max - n)
         return JN_ETOOBIG;
     return 0;
@@ -596,7 +661,7 @@ int jn_conn_write(jn_conn_t *c, const void *data, size_t len)
         return rc;
     if (len == 0)
         return 0;
-    if ((rc = jn_buf_append(&c->out, data, len)) < 0)
+    if ((rc = jn_buf_append(&c->io->out, data, len)) < 0)
         return rc;
     conn_wrote(c);
     return 0;
@@ -613,12 +678,12 @@ int jn_conn_writev(jn_conn_t *c, const struct iovec *iov, int iovcnt)
     int rc = out_room(c, total);
     if (rc < 0)
         return rc;
-    if ((rc = jn_buf_reserve(&c->out, total)) < 0)
+    if ((rc = jn_buf_reserve(&c->io->out, total)) < 0)
         return rc;
     for (int i = 0; i < iovcnt; i++) {
         if (iov[i].iov_len)
-            memcpy(c->out.data + c->out.len, iov[i].iov_base, iov[i].iov_len);
-        c->out.len += iov[i].iov_len;
+            memcpy(c->io->out.data + c->io->out.len, iov[i].iov_base, iov[i].iov_len);
+        c->io->out.len += iov[i].iov_len;
     }
     if (total)
         conn_wrote(c);
@@ -629,18 +694,18 @@ int jn_conn_writev(jn_conn_t *c, const struct iovec *iov, int iovcnt)
 static int sendfile_tls(jn_conn_t *c, int fd, uint64_t off, size_t len)
 {
     int rc = out_room(c, len);
-    if (rc < 0 || (rc = jn_buf_reserve(&c->out, len)) < 0)
+    if (rc < 0 || (rc = jn_buf_reserve(&c->io->out, len)) < 0)
         return rc;
     size_t got = 0;
     while (got < len) {
-        ssize_t r = pread(fd, c->out.data + c->out.len + got, len - got, (off_t)(off + got));
+        ssize_t r = pread(fd, c->io->out.data + c->io->out.len + got, len - got, (off_t)(off + got));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             return JN_EIO;
         got += (size_t)r;
     }
-    c->out.len += len;
+    c->io->out.len += len;
     return 0;
 }
 
@@ -650,7 +715,7 @@ int jn_conn_sendfile(jn_conn_t *c, int fd, uint64_t off, size_t len, void *ref, 
         return JN_EINVAL;
     if (c->state != CS_OPEN)
         return JN_ECLOSED;
-    if (len == 0 || c->ssl) {
+    if (len == 0 || conn_ssl(c)) {
         int rc = len ? sendfile_tls(c, fd, off, len) : 0;
         if (rc < 0)
             return rc;
@@ -660,10 +725,12 @@ int jn_conn_sendfile(jn_conn_t *c, int fd, uint64_t off, size_t len, void *ref, 
             conn_wrote(c);
         return 0;
     }
+    if (!conn_get_io(c))
+        return JN_ENOMEM;
     out_seg_t *m = NULL, *f = calloc(1, sizeof *f);
     if (!f)
         return JN_ENOMEM;
-    if (c->out.len) {
+    if (c->io->out.len) {
         /* What was written before the range leaves before it: |out|
          * becomes a memory segment and starts over empty. */
         if (!(m = calloc(1, sizeof *m))) {
@@ -671,14 +738,14 @@ int jn_conn_sendfile(jn_conn_t *c, int fd, uint64_t off, size_t len, void *ref, 
             return JN_ENOMEM;
         }
         m->fd = -1;
-        m->mem = c->out;
-        jn_buf_init(&c->out, m->mem.max);
-        c->sq_mem += m->mem.len;
-        if (c->sq_tail)
-            c->sq_tail->next = m;
+        m->mem = c->io->out;
+        jn_buf_init(&c->io->out, m->mem.max);
+        c->io->sq_mem += m->mem.len;
+        if (c->io->sq_tail)
+            c->io->sq_tail->next = m;
         else
-            c->sq_head = m;
-        c->sq_tail = m;
+            c->io->sq_head = m;
+        c->io->sq_tail = m;
     }
     f->fd = fd;
     f->pos = off;
@@ -686,37 +753,39 @@ int jn_conn_sendfile(jn_conn_t *c, int fd, uint64_t off, size_t len, void *ref, 
     f->ref = ref;
     f->unref = unref;
     jn_buf_init(&f->mem, 0);
-    c->sq_file += len;
-    if (c->sq_tail)
-        c->sq_tail->next = f;
+    c->io->sq_file += len;
+    if (c->io->sq_tail)
+        c->io->sq_tail->next = f;
     else
-        c->sq_head = f;
-    c->sq_tail = f;
+        c->io->sq_head = f;
+    c->io->sq_tail = f;
     conn_wrote(c);
     return 0;
 }
 
 uint8_t *jn_conn_reserve(jn_conn_t *c, size_t n)
 {
-    if (out_room(c, n) < 0 || jn_buf_reserve(&c->out, n) < 0)
+    if (out_room(c, n) < 0 || jn_buf_reserve(&c->io->out, n) < 0)
         return NULL;
-    return c->out.data + c->out.len;
+    return c->io->out.data + c->io->out.len;
 }
 
 void jn_conn_commit(jn_conn_t *c, size_t used)
 {
-    if (c->state == CS_CLOSED)
+    if (c->state == CS_CLOSED || !c->io)
         return;
-    if (used > c->out.cap - c->out.len)
-        used = c->out.cap - c->out.len;
-    c->out.len += used;
-    if (c->out.len)
+    if (used > c->io->out.cap - c->io->out.len)
+        used = c->io->out.cap - c->io->out.len;
+    c->io->out.len += used;
+    if (c->io->out.len)
         conn_wrote(c);
 }
 
 jn_buf_t *jn_conn_outbuf(jn_conn_t *c)
 {
-    return c->state == CS_OPEN ? &c->out : NULL;
+    if (c->state != CS_OPEN || !conn_get_io(c))
+        return NULL;
+    return &c->io->out;
 }
 
 bool jn_conn_above_high_water(jn_conn_t *c)
@@ -734,42 +803,44 @@ bool jn_conn_above_high_water(jn_conn_t *c)
  * growing it first unless the handler paused (it may hold views). */
 static size_t in_room(jn_conn_t *c)
 {
-    if (!c->in) {
+    if (!conn_get_io(c))
+        return 0;
+    if (!c->io->in) {
         size_t cap = IN_INITIAL;
-        if (c->in_need > cap)
-            cap = c->in_need;
+        if (c->io->in_need > cap)
+            cap = c->io->in_need;
         if (cap > c->in_max)
             cap = c->in_max;
-        if (!(c->in = malloc(cap)))
+        if (!(c->io->in = malloc(cap)))
             return 0;
-        c->in_cap = cap;
-        c->in_off = c->in_len = 0;
+        c->io->in_cap = cap;
+        c->io->in_off = c->io->in_len = 0;
     }
-    if (c->in_off == c->in_len)
-        c->in_off = c->in_len = 0;
-    size_t room = c->in_cap - c->in_len;
-    size_t unconsumed = c->in_len - c->in_off;
-    if (c->paused || (room >= IN_MIN_ROOM && c->in_need <= c->in_cap - c->in_off))
+    if (c->io->in_off == c->io->in_len)
+        c->io->in_off = c->io->in_len = 0;
+    size_t room = c->io->in_cap - c->io->in_len;
+    size_t unconsumed = c->io->in_len - c->io->in_off;
+    if (c->paused || (room >= IN_MIN_ROOM && c->io->in_need <= c->io->in_cap - c->io->in_off))
         return room;
-    if (c->in_off > 0) {
-        memmove(c->in, c->in + c->in_off, unconsumed);
-        c->in_len = unconsumed;
-        c->in_off = 0;
+    if (c->io->in_off > 0) {
+        memmove(c->io->in, c->io->in + c->io->in_off, unconsumed);
+        c->io->in_len = unconsumed;
+        c->io->in_off = 0;
     }
     size_t want = unconsumed + IN_MIN_ROOM;
-    if (c->in_need > want)
-        want = c->in_need;
-    if (want > c->in_cap && c->in_cap < c->in_max) {
-        size_t ncap = c->in_cap * 2 > want ? c->in_cap * 2 : want;
+    if (c->io->in_need > want)
+        want = c->io->in_need;
+    if (want > c->io->in_cap && c->io->in_cap < c->in_max) {
+        size_t ncap = c->io->in_cap * 2 > want ? c->io->in_cap * 2 : want;
         if (ncap > c->in_max)
             ncap = c->in_max;
-        uint8_t *n = realloc(c->in, ncap);
+        uint8_t *n = realloc(c->io->in, ncap);
         if (n) {
-            c->in = n;
-            c->in_cap = ncap;
+            c->io->in = n;
+            c->io->in_cap = ncap;
         }
     }
-    return c->in_cap - c->in_len;
+    return c->io->in_cap - c->io->in_len;
 }
 
 static bool conn_deliverable(const jn_conn_t *c)
@@ -783,27 +854,27 @@ static size_t conn_deliver(jn_conn_t *c)
 {
     size_t total = 0;
     c->want_deliver = false;
-    while (conn_deliverable(c) && c->in_len > c->in_off) {
+    while (conn_deliverable(c) && c->io && c->io->in_len > c->io->in_off) {
         uint32_t gen = c->gen;
-        size_t avail = c->in_len - c->in_off;
+        size_t avail = c->io->in_len - c->io->in_off;
         c->in_cb++;
-        size_t n = c->h->on_data(c, c->in + c->in_off, avail);
+        size_t n = c->h->on_data(c, c->io->in + c->io->in_off, avail);
         c->in_cb--;
         conn_after_cb(c);
         if (c->state == CS_CLOSED)
             return total;
-        avail = c->in_len - c->in_off;
+        avail = c->io->in_len - c->io->in_off;
         if (n > avail)
             n = avail;
-        c->in_off += n;
+        c->io->in_off += n;
         total += n;
-        if (c->in_off == c->in_len)
-            c->in_off = c->in_len = 0;
+        if (c->io->in_off == c->io->in_len)
+            c->io->in_off = c->io->in_len = 0;
         if (c->gen == gen)
             break;
     }
     /* A full buffer that the handler cannot make progress on. */
-    if (conn_deliverable(c) && c->in_len - c->in_off >= c->in_max)
+    if (conn_deliverable(c) && c->io && c->io->in_len - c->io->in_off >= c->in_max)
         conn_finish(c, JN_ETOOBIG);
     return total;
 }
@@ -813,16 +884,16 @@ static size_t conn_deliver(jn_conn_t *c)
 static int tls_pull(jn_conn_t *c)
 {
     if (!c->hs_done) {
-        int r = SSL_do_handshake(c->ssl);
+        int r = SSL_do_handshake(conn_ssl(c));
         if (r != 1) {
-            int e = SSL_get_error(c->ssl, r);
+            int e = SSL_get_error(conn_ssl(c), r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return 0;
             ERR_clear_error();
             return JN_EPROTO;
         }
         c->hs_done = true;
-        if (c->out.len)
+        if (c->io->out.len)
             conn_wrote(c); /* output queued before the handshake */
     }
     if (c->state != CS_OPEN || c->paused || !c->h)
@@ -831,12 +902,12 @@ static int tls_pull(jn_conn_t *c)
         size_t room = in_room(c);
         if (room == 0)
             return 0;
-        int n = SSL_read(c->ssl, c->in + c->in_len, room > INT_MAX ? INT_MAX : (int)room);
+        int n = SSL_read(conn_ssl(c), c->io->in + c->io->in_len, room > INT_MAX ? INT_MAX : (int)room);
         if (n > 0) {
-            c->in_len += (size_t)n;
+            c->io->in_len += (size_t)n;
             continue;
         }
-        int e = SSL_get_error(c->ssl, n);
+        int e = SSL_get_error(conn_ssl(c), n);
         if (e == SSL_ERROR_WANT_READ)
             return 0;
         if (e == SSL_ERROR_ZERO_RETURN)
@@ -875,7 +946,7 @@ static void conn_process_input(jn_conn_t *c)
 {
     for (;;) {
         int tls_rc = 0;
-        if (c->ssl) {
+        if (conn_ssl(c)) {
             tls_rc = tls_pull(c);
             if (tls_rc < 0) {
                 conn_finish(c, JN_EPROTO);
@@ -889,8 +960,8 @@ static void conn_process_input(jn_conn_t *c)
             conn_eof(c);
             return;
         }
-        if (!c->ssl || n == 0 || !conn_deliverable(c) ||
-            (BIO_ctrl_pending(SSL_get_rbio(c->ssl)) == 0 && SSL_pending(c->ssl) == 0))
+        if (!conn_ssl(c) || n == 0 || !conn_deliverable(c) ||
+            (BIO_ctrl_pending(SSL_get_rbio(conn_ssl(c))) == 0 && SSL_pending(conn_ssl(c)) == 0))
             return;
     }
 }
@@ -901,7 +972,7 @@ static bool conn_want_read(const jn_conn_t *c)
         return true;
     if (c->state != CS_OPEN || c->eof || c->above_hw || c->in_full)
         return false;
-    if (c->ssl && BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > TLS_RBIO_MAX)
+    if (conn_ssl(c) && BIO_ctrl_pending(SSL_get_rbio(conn_ssl(c))) > TLS_RBIO_MAX)
         return false;
     return true;
 }
@@ -931,12 +1002,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     jn_conn_t *c = h->data;
     (void)suggested;
-    if (c->ssl || c->state == CS_LINGER) {
+    if (conn_ssl(c) || c->state == CS_LINGER) {
         *buf = uv_buf_init(c->net->scratch, JN__NET_TLS_SCRATCH);
         return;
     }
     size_t room = in_room(c);
-    *buf = uv_buf_init(c->in ? (char *)c->in + c->in_len : NULL, (unsigned)(room > UINT_MAX ? UINT_MAX : room));
+    *buf = uv_buf_init(c->io && c->io->in ? (char *)c->io->in + c->io->in_len : NULL, (unsigned)(room > UINT_MAX ? UINT_MAX : room));
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -954,7 +1025,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             c->in_full = true;
             conn_update_read(c);
         } else {
-            conn_finish(c, c->in ? JN_ETOOBIG : JN_ENOMEM);
+            conn_finish(c, c->io && c->io->in ? JN_ETOOBIG : JN_ENOMEM);
         }
         return;
     }
@@ -967,16 +1038,16 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    c->t_active = uv_now(c->net->loop);
+    c->t_active = (uint32_t)uv_now(c->net->loop);
     if (c->net->cfg.m_bytes_in)
         jn_counter_add(c->net->cfg.m_bytes_in, (uint64_t)nread);
-    if (c->ssl) {
-        if (BIO_write(SSL_get_rbio(c->ssl), buf->base, (int)nread) != (int)nread) {
+    if (conn_ssl(c)) {
+        if (BIO_write(SSL_get_rbio(conn_ssl(c)), buf->base, (int)nread) != (int)nread) {
             conn_finish(c, JN_ENOMEM);
             return;
         }
     } else {
-        c->in_len += (size_t)nread;
+        c->io->in_len += (size_t)nread;
     }
     c->in_read = true;
     conn_process_input(c);
@@ -1012,10 +1083,12 @@ bool jn_conn_is_paused(const jn_conn_t *c)
 
 void jn_conn_consume(jn_conn_t *c, size_t n)
 {
-    size_t avail = c->in_len - c->in_off;
-    c->in_off += n < avail ? n : avail;
-    if (c->in_off == c->in_len)
-        c->in_off = c->in_len = 0;
+    if (!c->io)
+        return;
+    size_t avail = c->io->in_len - c->io->in_off;
+    c->io->in_off += n < avail ? n : avail;
+    if (c->io->in_off == c->io->in_len)
+        c->io->in_off = c->io->in_len = 0;
     if (c->in_full && c->state == CS_OPEN) {
         c->in_full = false;
         conn_update_read(c);
@@ -1024,7 +1097,7 @@ void jn_conn_consume(jn_conn_t *c, size_t n)
 
 size_t jn_conn_input_len(const jn_conn_t *c)
 {
-    return c->in_len - c->in_off;
+    return c->io ? c->io->in_len - c->io->in_off : 0;
 }
 
 /* ---- handlers, limits, identity ---- */
@@ -1036,7 +1109,7 @@ void jn_conn_set_handler(jn_conn_t *c, const jn_conn_handler_t *h, void *ctx)
     c->gen++;
     if (h && c->state == CS_OPEN) {
         c->in_full = false;
-        if (c->in_len > c->in_off || c->ssl) {
+        if (c->io && (c->io->in_len > c->io->in_off || c->io->ssl)) {
             c->want_deliver = true;
             conn_schedule(c);
         }
@@ -1060,18 +1133,26 @@ static void conn_set_out_caps(jn_conn_t *c)
     /* out, enc and wbuf swap on a partial write: one cap for all three,
      * with room for TLS record overhead on top of the logical cap that
      * out_room enforces. */
-    size_t max = c->out_max + c->out_max / 8 + 16384;
-    c->out.max = c->enc.max = c->wbuf.max = max;
+    if (!c->io)
+        return;
+    size_t max = (size_t)c->out_max + c->out_max / 8 + 16384;
+    c->io->out.max = c->io->enc.max = c->io->wbuf.max = max;
+}
+
+/* Caps are kept in 32 bits: 4 GiB is far above any buffer we would hold. */
+static uint32_t cap32(size_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
 void jn_conn_set_limits(jn_conn_t *c, size_t in_max, size_t out_high_water, size_t out_max)
 {
     if (in_max)
-        c->in_max = in_max;
+        c->in_max = cap32(in_max);
     if (out_high_water)
-        c->out_hw = out_high_water;
+        c->out_hw = cap32(out_high_water);
     if (out_max)
-        c->out_max = out_max;
+        c->out_max = cap32(out_max);
     if (c->out_max < c->out_hw)
         c->out_max = c->out_hw;
     conn_set_out_caps(c);
@@ -1079,7 +1160,11 @@ void jn_conn_set_limits(jn_conn_t *c, size_t in_max, size_t out_high_water, size
 
 void jn_conn_need_input(jn_conn_t *c, size_t total)
 {
-    c->in_need = total > c->in_max ? c->in_max : total;
+    /* A hint: dropping it for want of memory only costs regrowth. */
+    if (total == 0 && !c->io)
+        return;
+    if (conn_get_io(c))
+        c->io->in_need = total > c->in_max ? c->in_max : total;
 }
 
 void jn_conn_set_timeout(jn_conn_t *c, uint64_t ms)
@@ -1089,7 +1174,22 @@ void jn_conn_set_timeout(jn_conn_t *c, uint64_t ms)
 
 const char *jn_conn_peer(const jn_conn_t *c)
 {
-    return c->peer;
+    /* Formatted on demand: 46 bytes of text per idle conn would be more
+     * than a tenth of it. A small ring lets a log line name a few peers. */
+    static __thread char ring[4][INET6_ADDRSTRLEN];
+    static __thread unsigned next;
+    char *s = ring[next++ % 4];
+    s[0] = '\0';
+    if (c->peer_v6) {
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+        memcpy(&a.sin6_addr, c->peer, 16);
+        uv_ip6_name(&a, s, INET6_ADDRSTRLEN);
+    } else if (c->peer[0] || c->peer[1] || c->peer[2] || c->peer[3] || c->loopback) {
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        memcpy(&a.sin_addr, c->peer, 4);
+        uv_ip4_name(&a, s, INET6_ADDRSTRLEN);
+    }
+    return s;
 }
 
 bool jn_conn_is_loopback(const jn_conn_t *c)
@@ -1099,7 +1199,7 @@ bool jn_conn_is_loopback(const jn_conn_t *c)
 
 bool jn_conn_is_tls(const jn_conn_t *c)
 {
-    return c->ssl != NULL;
+    return conn_ssl(c) != NULL;
 }
 
 jn_net_t *jn_conn_net(const jn_conn_t *c)
@@ -1118,17 +1218,19 @@ static void conn_set_peer(jn_conn_t *c)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    c->peer[0] = '\0';
+    memset(c->peer, 0, sizeof c->peer);
+    c->peer_v6 = false;
     c->loopback = false;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
         return;
     if (ss.ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        uv_ip4_name(a, c->peer, sizeof c->peer);
+        memcpy(c->peer, &a->sin_addr, 4);
         c->loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
     } else if (ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, c->peer, sizeof c->peer);
+        memcpy(c->peer, &a->sin6_addr, 16);
+        c->peer_v6 = true;
         static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         const uint8_t *b = a->sin6_addr.s6_addr;
         c->loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) || (memcmp(b, v4mapped, 12) == 0 && b[12] == 127);
@@ -1148,19 +1250,14 @@ void jn__conn_accept(jn_listener_t *l)
     c->tcp.data = c;
     c->net = net;
     net->handles++;
-    jn_list_init(&c->sched);
     jn_list_insert_tail(&net->conns, &c->link);
     net->nconns++;
     if (net->cfg.m_conns)
         net->cfg.m_conns->value++;
-    c->in_max = net->cfg.in_max;
-    c->out_hw = net->cfg.out_high_water;
-    c->out_max = net->cfg.out_max;
-    jn_buf_init(&c->out, 0);
-    jn_buf_init(&c->enc, 0);
-    jn_buf_init(&c->wbuf, 0);
-    conn_set_out_caps(c);
-    c->t_write = c->t_active = uv_now(net->loop);
+    c->in_max = cap32(net->cfg.in_max);
+    c->out_hw = cap32(net->cfg.out_high_water);
+    c->out_max = cap32(net->cfg.out_max);
+    c->t_active = (uint32_t)uv_now(net->loop);
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) < 0) {
         conn_finish(c, JN_EIO);
         return;
@@ -1168,16 +1265,21 @@ void jn__conn_accept(jn_listener_t *l)
     (void)uv_tcp_nodelay(&c->tcp, 1);
     conn_set_peer(c);
     if (l->ctx) {
+        /* A TLS conn keeps its I/O state for the SSL object. */
+        if (!conn_get_io(c)) {
+            conn_finish(c, JN_ENOMEM);
+            return;
+        }
         BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
-        c->ssl = SSL_new(l->ctx);
-        if (!rb || !wb || !c->ssl) {
+        c->io->ssl = SSL_new(l->ctx);
+        if (!rb || !wb || !c->io->ssl) {
             BIO_free(rb);
             BIO_free(wb);
             conn_finish(c, JN_ENOMEM);
             return;
         }
-        SSL_set_bio(c->ssl, rb, wb);
-        SSL_set_accept_state(c->ssl);
+        SSL_set_bio(c->io->ssl, rb, wb);
+        SSL_set_accept_state(c->io->ssl);
     }
     c->in_cb++;
     l->on_accept(c, l->arg);
@@ -1196,16 +1298,22 @@ void jn__conn_accept(jn_listener_t *l)
 
 static void conn_shrink(jn_conn_t *c)
 {
-    if (c->in && c->in_off == c->in_len) {
-        free(c->in);
-        c->in = NULL;
-        c->in_off = c->in_len = c->in_cap = 0;
+    if (!c->io)
+        return;
+    if (c->io->in && c->io->in_off == c->io->in_len) {
+        free(c->io->in);
+        c->io->in = NULL;
+        c->io->in_off = c->io->in_len = c->io->in_cap = 0;
     }
     if (!c->writing && jn_conn_pending(c) == 0) {
-        jn_buf_free(&c->out);
-        jn_buf_free(&c->enc);
-        jn_buf_free(&c->wbuf);
+        jn_buf_free(&c->io->out);
+        jn_buf_free(&c->io->enc);
+        jn_buf_free(&c->io->wbuf);
     }
+    conn_io_t *io = c->io;
+    if (c->state == CS_OPEN && !io->ssl && !io->in && !io->in_need && !c->writing && !io->sq_head &&
+        !io->out.data && !io->enc.data && !io->wbuf.data && !jn_list_linked(&io->sched) && !c->in_cb)
+        conn_io_free(c);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -1232,19 +1340,19 @@ static void on_sweep(uv_timer_t *t)
         switch (c->state) {
         case CS_SHUTTING:
         case CS_LINGER:
-            if (now - c->t_close >= cfg->linger_ms)
+            if (!c->io || now - c->io->t_close >= cfg->linger_ms)
                 conn_finish(c, 0);
             continue;
         case CS_FLUSHING: {
             uint64_t bound = cfg->write_stall_ms ? cfg->write_stall_ms : cfg->linger_ms;
-            if (now - c->t_write >= bound)
+            if (!c->io || now - c->io->t_write >= bound)
                 conn_finish(c, 0);
             continue;
         }
         default:
             break;
         }
-        if (c->writing && cfg->write_stall_ms && now - c->t_write >= cfg->write_stall_ms) {
+        if (c->writing && cfg->write_stall_ms && now - c->io->t_write >= cfg->write_stall_ms) {
             conn_finish(c, JN_EAGAIN); /* the peer stopped reading */
             continue;
         }
@@ -1261,7 +1369,7 @@ static void on_sweep(uv_timer_t *t)
             if (c->state != CS_OPEN)
                 continue;
         }
-        if (!c->paused && cfg->shrink_ms && now - c->t_active >= cfg->shrink_ms)
+        if (!c->paused && cfg->shrink_ms && (uint32_t)now - c->t_active >= cfg->shrink_ms)
             conn_shrink(c);
     }
 }
@@ -1280,8 +1388,8 @@ static void on_idle(uv_idle_t *h)
         jn_list_init(&net->deferred);
     }
     while (!jn_list_empty(&batch)) {
-        jn_conn_t *c = jn_container_of(batch.next, jn_conn_t, sched);
-        jn_list_remove(&c->sched);
+        jn_conn_t *c = jn_container_of(batch.next, conn_io_t, sched)->conn;
+        jn_list_remove(&c->io->sched);
         if (c->want_deliver && c->state == CS_OPEN) {
             c->in_read = true;
             conn_process_input(c);

@@ -240,7 +240,10 @@ void jn_conn_set_timeout(jn_conn_t *conn, uint64_t ms);
 
 /* ---- identity ---- */
 
-/* The peer address as text ("127.0.0.1", "::1"), never NULL. */
+/* The peer address as text ("127.0.0.1", "::1"), never NULL ("" if it
+ * could not be read at accept). Formatted on demand into a thread-local
+ * ring of four buffers: the text stays valid for the next three
+ * jn_conn_peer calls on this thread; copy it to keep it longer. */
 const char *jn_conn_peer(const jn_conn_t *conn);
 bool jn_conn_is_loopback(const jn_conn_t *conn);
 bool jn_conn_is_tls(const jn_conn_t *conn);
