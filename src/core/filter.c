@@ -16,47 +16,9 @@
 #include <string.h>
 
 #include "../common/hash.h"
+#include "../common/utf8.h"
 
 /* ---- validation ------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at |p| (at most |n| bytes), or 0 when
- * it is invalid: overlong forms, surrogates (U+D800..DFFF), code points past
- * U+10FFFF, truncated sequences and NUL are all refused. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c == 0)
-        return 0;
-    if (c < 0x80)
-        return 1;
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t len;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0; /* below: overlong */
-        else if (c == 0xED)
-            hi = 0x9F; /* above: surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90; /* below: overlong */
-        else if (c == 0xF4)
-            hi = 0x8F; /* above: past U+10FFFF */
-    } else {
-        return 0; /* continuation byte, C0/C1 overlongs, F5..FF */
-    }
-    if (n < len)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
 
 /* Shared by subjects and filters: |wild| allows whole-level '+' and a last
  * level '#'. */
@@ -84,7 +46,7 @@ static int validate(const char *s, size_t len, bool wild)
             i++;
             continue;
         }
-        size_t n = utf8_seq(p + i, len - i);
+        size_t n = c == 0 ? 0 : jn_utf8_char(p + i, len - i); /* U+0000 refused */
         if (n == 0)
             return JN_EINVAL;
         i += n;

@@ -26,6 +26,7 @@
 
 #include "../common/error.h"
 #include "../core/broker.h"
+#include "../net/addr.h" /* jn_listen_parse, for the *.listen options */
 
 #define JN_CONFIG_DEFAULT_FILE "junction.conf"
 #define JN_CONFIG_FILE_MAX (1u << 20) /* bytes of a config file */
@@ -160,10 +161,6 @@ int jn_config_load_args(jn_config_t *c, int argc, char *const *argv, char *err,
  * JN_EINVAL with a message. */
 int jn_config_validate(const jn_config_t *c, char *err, size_t errlen) JN_MUST_CHECK;
 
-/* Splits "host:port" or "[v6]:port". |host| gets the host without
- * brackets. Accepts IPv4 and IPv6 literals and "localhost"; port 0-65535.
- * JN_EINVAL otherwise. */
-int jn_listen_parse(const char *s, char *host, size_t hostlen, int *port) JN_MUST_CHECK;
 /* True for 127.0.0.0/8, ::1, ::ffff:127.x and "localhost". */
 bool jn_host_is_loopback(const char *host);
 /* True when every configured listener binds a loopback address. */

@@ -16,8 +16,7 @@
 #include <string.h>
 
 #include "proto/ws/ws_internal.h"
-#define JN_REST_PURE_ONLY
-#include "proto/rest/rest_internal.h"
+#include "common/utf8.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -44,7 +43,7 @@ static void on_msg(void *arg, bool binary, const uint8_t *p, size_t len)
             CHECK(!e.value || (e.value >= p && e.value + e.value_len == p + len));
         }
     } else {
-        CHECK(jn_rest_utf8_valid(p, len));
+        CHECK(jn_utf8_valid(p, len));
         jn_ws_cmd_t cmd;
         const char *code = NULL;
         char err[256];

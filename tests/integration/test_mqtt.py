@@ -219,8 +219,39 @@ def test_user_properties_and_request_response(server):
     rec = r.json()["records"][0]
     assert rec["headers"]["k1"] == "v1"
     assert rec["headers"]["mqtt-response-topic"] == "props/reply"
+    assert not any(k.startswith(":") for k in rec["headers"])  # ":mqtt-qos" is internal
+    assert not any(k.startswith(":") for k, _ in m.properties.UserProperty)
     stop(sub)
     stop(pub)
+
+
+@pytest.mark.parametrize("version", [V311, V5])
+def test_delivery_qos_is_min_of_published_and_granted(server, version):
+    """MQTT 3.8.4: a message goes out at min(published QoS, granted QoS);
+    records from other doors at the granted QoS."""
+    sub2 = client(server, version=version)
+    subscribe(sub2, "dq/two/#", 2)
+    sub1 = client(server, version=version)
+    subscribe(sub1, "dq/one/#", 1)
+    pub = client(server, version=version)
+    pub.publish("dq/two/a", "q0", qos=0).wait_for_publish(10)
+    m = get(sub2)
+    assert (m.payload, m.qos) == (b"q0", 0)
+    pub.publish("dq/two/a", "q1", qos=1).wait_for_publish(10)
+    m = get(sub2)
+    assert (m.payload, m.qos) == (b"q1", 1)
+    pub.publish("dq/one/a", "q2", qos=2).wait_for_publish(10)
+    m = get(sub1)
+    assert (m.payload, m.qos) == (b"q2", 1)
+    r = server.post("/v1/publish/dq/two/rest", data=b"from-rest")
+    assert r.status_code in (200, 201), r.text
+    m = get(sub2)
+    assert (m.payload, m.qos) == (b"from-rest", 2)
+    r = server.get("/v1/streams/dq/partitions/0/records", params={"offset": 0})
+    assert r.status_code == 200
+    assert all(not k.startswith(":") for rec in r.json()["records"] for k in rec["headers"])
+    for c in (sub1, sub2, pub):
+        stop(c)
 
 
 def test_cross_door(server):

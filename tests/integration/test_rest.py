@@ -240,3 +240,9 @@ def test_large_body_rejected(make_server):
     err(r, 413, "payload_too_large")
     assert s.post("/v1/publish/big", data=b"x" * 100).status_code == 201
     assert s.get("/v1/streams/big").json()["partition_info"][0]["end_offset"] == 1
+
+
+def test_reserved_header_names_refused(server):
+    for name in (":subject", ":mqtt-qos", ":x"):
+        r = server.post("/v1/publish", json={"records": [{"subject": "hdr", "value": "v", "headers": {name: "0"}}]})
+        err(r, 400, "bad_request")

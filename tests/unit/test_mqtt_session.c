@@ -254,12 +254,9 @@ static void test_qos_flows(void **state)
     assert_int_equal(next_packet(pub, JN_MQTT_V311, &p), JN_MQTT_PUBACK);
     assert_int_equal(p.u.ack.packet_id, 5);
     assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
-    assert_int_equal(p.u.publish.qos, 2);
+    assert_int_equal(p.u.publish.qos, 1); /* min(published 1, granted 2) */
     assert_memory_equal(p.u.publish.payload.data, "one", 3);
-    uint16_t pid = p.u.publish.packet_id;
-    send_ack(sub, JN_MQTT_V5, JN_MQTT_PUBREC, pid);
-    assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), JN_MQTT_PUBREL);
-    send_ack(sub, JN_MQTT_V5, JN_MQTT_PUBCOMP, pid);
+    send_ack(sub, JN_MQTT_V5, JN_MQTT_PUBACK, p.u.publish.packet_id);
 
     /* QoS 2 inbound with a DUP resend before PUBREL: stored once. */
     send_publish(pub, JN_MQTT_V311, "q/2", "two", 2, 7, false, false);
@@ -269,13 +266,96 @@ static void test_qos_flows(void **state)
     send_ack(pub, JN_MQTT_V311, JN_MQTT_PUBREL, 7);
     assert_int_equal(next_packet(pub, JN_MQTT_V311, &p), JN_MQTT_PUBCOMP);
     assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
+    assert_int_equal(p.u.publish.qos, 2);
     assert_memory_equal(p.u.publish.payload.data, "two", 3);
+    uint16_t pid = p.u.publish.packet_id;
+    send_ack(sub, JN_MQTT_V5, JN_MQTT_PUBREC, pid);
+    assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), JN_MQTT_PUBREL);
+    send_ack(sub, JN_MQTT_V5, JN_MQTT_PUBCOMP, pid);
     assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), 0); /* no second copy */
     jn_stream_t *s = jn_broker_stream_find(e->b, "q", 1);
     assert_non_null(s);
     assert_int_equal(jn_plog_end_offset(jn_stream_plog(s, 0)), 2);
     fake_free(pub);
     fake_free(sub);
+}
+
+/* Publishes |value| on |subject| from outside MQTT (no ":mqtt-qos" unless
+ * |qos_hdr|). */
+static void broker_publish(env_t *e, const char *subject, const char *value, const char *qos_hdr)
+{
+    jn_header_t h = {(const uint8_t *)":mqtt-qos", 9, (const uint8_t *)qos_hdr, qos_hdr ? (int32_t)strlen(qos_hdr) : 0};
+    jn_record_t rec;
+    memset(&rec, 0, sizeof rec);
+    rec.key_len = -1;
+    rec.value = (const uint8_t *)value;
+    rec.value_len = (int32_t)strlen(value);
+    rec.headers = qos_hdr ? &h : NULL;
+    rec.header_count = qos_hdr ? 1 : 0;
+    jn_publish_result_t res;
+    assert_int_equal(jn_broker_publish(e->b, subject, strlen(subject), &rec, 1, -1, &res), 0);
+}
+
+/* MQTT 3.8.4: delivery QoS = min(published, granted); records without the
+ * published QoS go out at the granted QoS. */
+static void test_delivery_qos(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    fake_t *s2 = connected(e, JN_MQTT_V5, "s2");
+    send_subscribe(s2, JN_MQTT_V5, "d/two", 2);
+    assert_int_equal(next_packet(s2, JN_MQTT_V5, &p), JN_MQTT_SUBACK);
+    fake_t *s1 = connected(e, JN_MQTT_V311, "s1");
+    send_subscribe(s1, JN_MQTT_V311, "d/one", 1);
+    assert_int_equal(next_packet(s1, JN_MQTT_V311, &p), JN_MQTT_SUBACK);
+    fake_t *pub = connected(e, JN_MQTT_V5, "dpub");
+
+    send_publish(pub, JN_MQTT_V5, "d/two", "zero", 0, 0, false, false);
+    assert_int_equal(next_packet(s2, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
+    assert_int_equal(p.u.publish.qos, 0);
+    assert_int_equal(p.u.publish.packet_id, 0);
+    assert_memory_equal(p.u.publish.payload.data, "zero", 4);
+    assert_false(JN_MQTT_HAS(&p.u.publish.props, JN_MQTT_PROP_USER)); /* ":mqtt-qos" stays internal */
+
+    send_publish(pub, JN_MQTT_V5, "d/one", "two", 2, 9, false, false);
+    assert_int_equal(next_packet(pub, JN_MQTT_V5, &p), JN_MQTT_PUBREC);
+    send_ack(pub, JN_MQTT_V5, JN_MQTT_PUBREL, 9);
+    assert_int_equal(next_packet(pub, JN_MQTT_V5, &p), JN_MQTT_PUBCOMP);
+    assert_int_equal(next_packet(s1, JN_MQTT_V311, &p), JN_MQTT_PUBLISH);
+    assert_int_equal(p.u.publish.qos, 1);
+    assert_memory_equal(p.u.publish.payload.data, "two", 3);
+    send_ack(s1, JN_MQTT_V311, JN_MQTT_PUBACK, p.u.publish.packet_id);
+
+    /* Other doors: no header, or one that is not "0"/"1": granted QoS. */
+    broker_publish(e, "d/two", "rest", NULL);
+    assert_int_equal(next_packet(s2, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
+    assert_int_equal(p.u.publish.qos, 2);
+    assert_memory_equal(p.u.publish.payload.data, "rest", 4);
+    uint16_t pid = p.u.publish.packet_id;
+    send_ack(s2, JN_MQTT_V5, JN_MQTT_PUBREC, pid);
+    assert_int_equal(next_packet(s2, JN_MQTT_V5, &p), JN_MQTT_PUBREL);
+    send_ack(s2, JN_MQTT_V5, JN_MQTT_PUBCOMP, pid);
+    broker_publish(e, "d/one", "odd", "7");
+    assert_int_equal(next_packet(s1, JN_MQTT_V311, &p), JN_MQTT_PUBLISH);
+    assert_int_equal(p.u.publish.qos, 1);
+    send_ack(s1, JN_MQTT_V311, JN_MQTT_PUBACK, p.u.publish.packet_id);
+    broker_publish(e, "d/one", "low", "0");
+    assert_int_equal(next_packet(s1, JN_MQTT_V311, &p), JN_MQTT_PUBLISH);
+    assert_int_equal(p.u.publish.qos, 0);
+    assert_memory_equal(p.u.publish.payload.data, "low", 3);
+
+    /* Retained: the blob's QoS caps as before, without the header. */
+    send_publish(pub, JN_MQTT_V5, "d/ret", "kept", 0, 0, true, false);
+    fake_t *s3 = connected(e, JN_MQTT_V5, "s3");
+    send_subscribe(s3, JN_MQTT_V5, "d/ret", 2);
+    assert_int_equal(next_packet(s3, JN_MQTT_V5, &p), JN_MQTT_SUBACK);
+    assert_int_equal(next_packet(s3, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
+    assert_int_equal(p.u.publish.qos, 0);
+    assert_true(p.u.publish.retain);
+    fake_free(s3);
+    fake_free(pub);
+    fake_free(s1);
+    fake_free(s2);
 }
 
 static void test_retained_and_will(void **state)
@@ -420,6 +500,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_connect_connack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qos_flows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_qos, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retained_and_will, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_memory_and_split_input, setup, teardown),

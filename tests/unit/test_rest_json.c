@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "common/assets.h"
+#include "common/utf8.h"
 #include "proto/rest/rest_internal.h"
 
 #define U8(s) ((const uint8_t *)(s))
@@ -34,21 +35,21 @@ static json_t *render(const jn_record_t *rec, const char *subject)
 static void test_utf8_valid(void **state)
 {
     (void)state;
-    assert_true(jn_rest_utf8_valid(U8(""), 0));
-    assert_true(jn_rest_utf8_valid(U8("plain ascii"), 11));
-    assert_true(jn_rest_utf8_valid(U8("a\0b"), 3));
-    assert_true(jn_rest_utf8_valid(U8("caf\xc3\xa9"), 5));
-    assert_true(jn_rest_utf8_valid(U8("\xe2\x82\xac"), 3));          /* euro sign */
-    assert_true(jn_rest_utf8_valid(U8("\xf0\x9f\x98\x80"), 4));      /* emoji */
-    assert_true(jn_rest_utf8_valid(U8("\xf4\x8f\xbf\xbf"), 4));      /* U+10FFFF */
-    assert_false(jn_rest_utf8_valid(U8("\xff"), 1));
-    assert_false(jn_rest_utf8_valid(U8("\xc3"), 1));                 /* truncated */
-    assert_false(jn_rest_utf8_valid(U8("\xc0\xaf"), 2));             /* overlong '/' */
-    assert_false(jn_rest_utf8_valid(U8("\xe0\x80\xaf"), 3));         /* overlong */
-    assert_false(jn_rest_utf8_valid(U8("\xed\xa0\x80"), 3));         /* surrogate */
-    assert_false(jn_rest_utf8_valid(U8("\xf4\x90\x80\x80"), 4));     /* > U+10FFFF */
-    assert_false(jn_rest_utf8_valid(U8("\xe2\x82"), 2));
-    assert_false(jn_rest_utf8_valid(U8("\x80"), 1));
+    assert_true(jn_utf8_valid(U8(""), 0));
+    assert_true(jn_utf8_valid(U8("plain ascii"), 11));
+    assert_true(jn_utf8_valid(U8("a\0b"), 3));
+    assert_true(jn_utf8_valid(U8("caf\xc3\xa9"), 5));
+    assert_true(jn_utf8_valid(U8("\xe2\x82\xac"), 3));          /* euro sign */
+    assert_true(jn_utf8_valid(U8("\xf0\x9f\x98\x80"), 4));      /* emoji */
+    assert_true(jn_utf8_valid(U8("\xf4\x8f\xbf\xbf"), 4));      /* U+10FFFF */
+    assert_false(jn_utf8_valid(U8("\xff"), 1));
+    assert_false(jn_utf8_valid(U8("\xc3"), 1));                 /* truncated */
+    assert_false(jn_utf8_valid(U8("\xc0\xaf"), 2));             /* overlong '/' */
+    assert_false(jn_utf8_valid(U8("\xe0\x80\xaf"), 3));         /* overlong */
+    assert_false(jn_utf8_valid(U8("\xed\xa0\x80"), 3));         /* surrogate */
+    assert_false(jn_utf8_valid(U8("\xf4\x90\x80\x80"), 4));     /* > U+10FFFF */
+    assert_false(jn_utf8_valid(U8("\xe2\x82"), 2));
+    assert_false(jn_utf8_valid(U8("\x80"), 1));
 }
 
 static void test_json_string_escaping(void **state)

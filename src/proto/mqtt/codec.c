@@ -16,6 +16,8 @@
  */
 #include "proto/mqtt/codec.h"
 
+#include "common/utf8.h"
+
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -93,43 +95,6 @@ static inline int rd_bin(rd_t *r, jn_mqtt_view_t *v)
     return 0;
 }
 
-/* One UTF-8 character at p[i] (i < len) that is not ASCII: returns the
- * index after it, or 0 when it is not well-formed (overlong, surrogate,
- * above U+10FFFF, truncated). */
-static size_t utf8_multi(const uint8_t *p, size_t len, size_t i)
-{
-    uint8_t c = p[i];
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c < 0xC2)
-        return 0; /* stray continuation byte or overlong 2-byte form */
-    if (c < 0xE0) {
-        need = 1;
-    } else if (c < 0xF0) {
-        need = 2;
-        if (c == 0xE0)
-            lo = 0xA0; /* overlong */
-        else if (c == 0xED)
-            hi = 0x9F; /* U+D800..U+DFFF */
-    } else if (c < 0xF5) {
-        need = 3;
-        if (c == 0xF0)
-            lo = 0x90; /* overlong */
-        else if (c == 0xF4)
-            hi = 0x8F; /* above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (len - i - 1 < need)
-        return 0;
-    if (p[i + 1] < lo || p[i + 1] > hi)
-        return 0;
-    for (size_t k = 2; k <= need; k++)
-        if ((p[i + k] & 0xC0) != 0x80)
-            return 0;
-    return i + 1 + need;
-}
-
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
@@ -151,7 +116,7 @@ static inline uint64_t str_bad8(const uint8_t *p, bool topic)
 }
 
 /* The byte-by-byte check of str_check, from index |i|: full UTF-8
- * decoding. Kept out of line so that the ASCII path stays small. */
+ * decoding (jn_utf8_char) plus the MQTT rules on ASCII bytes. Kept out of line so that the ASCII path stays small. */
 static __attribute__((noinline)) int str_check_slow(const uint8_t *p, size_t len, size_t i, bool topic)
 {
     while (i < len) {
@@ -162,8 +127,11 @@ static __attribute__((noinline)) int str_check_slow(const uint8_t *p, size_t len
             if (topic && (c == '+' || c == '#'))
                 return JN_MQTT_RC_TOPIC_NAME_INVALID;
             i++;
-        } else if ((i = utf8_multi(p, len, i)) == 0) {
-            return MAL;
+        } else {
+            size_t k = jn_utf8_char(p + i, len - i);
+            if (k == 0)
+                return MAL;
+            i += k;
         }
     }
     return 0;

@@ -58,6 +58,21 @@ static bool record_retained(const jn_record_t *rec)
     return false;
 }
 
+/* min(published QoS, granted QoS) (3.8.4): the published QoS is the
+ * MQTT_H_QOS header; records without a valid one (QoS 2 publishes, other
+ * doors) go out at the granted QoS. */
+static uint8_t delivery_qos(const jn_record_t *rec, uint8_t granted)
+{
+    for (uint32_t i = 0; i < rec->header_count; i++) {
+        const jn_header_t *h = &rec->headers[i];
+        if (HDR_IS(h, MQTT_H_QOS) && h->value && h->value_len == 1 && h->value[0] >= '0' && h->value[0] < '2') {
+            uint8_t q = (uint8_t)(h->value[0] - '0');
+            return q < granted ? q : granted;
+        }
+    }
+    return granted;
+}
+
 bool jn__mqtt_has_room(jn_mqtt_session_t *s)
 {
     return s && s->phase == PH_ACTIVE && !s->t->above_high_water(s->tctx);
@@ -182,6 +197,7 @@ int jn__mqtt_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
     if (exp && exp <= jn__mqtt_now(m))
         return 0;
     bool retain = ms->rap && record_retained(d->rec);
+    uint8_t qos = delivery_qos(d->rec, ms->qos);
     if (!jn__mqtt_has_room(s)) {
         if (ms->qos == 0 && st->expiry == 0) {
             m->dropped++;
@@ -190,12 +206,17 @@ int jn__mqtt_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
         ms->blocked = true;
         return JN_EAGAIN;
     }
-    if (ms->qos == 0) {
+    if (qos == 0) {
+        /* Only a QoS 0 subscription's cursor is lossy: a QoS 0 record on
+         * another one waits like the rest. */
+        bool lossy = ms->qos == 0 && st->expiry == 0;
         int rc = jn__mqtt_send_record(s, d->subject, d->subject_len, d->rec, 0, 0, retain, false, ms->sub_id);
-        if (rc == JN_EAGAIN && st->expiry > 0)
+        if (rc == JN_EAGAIN && !lossy)
             ms->blocked = true;
-        if (rc == JN_EAGAIN && st->expiry == 0)
+        if (rc == JN_EAGAIN && lossy)
             m->dropped++;
+        if (rc != JN_EAGAIN && ms->qos > 0)
+            st->dirty = true; /* the saved position may move past it */
         return rc == JN_EAGAIN ? JN_EAGAIN : 0;
     }
     if (st->nstale) {
@@ -221,12 +242,12 @@ int jn__mqtt_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
         ms->blocked = true;
         return JN_EAGAIN;
     }
-    sl->qos = ms->qos;
+    sl->qos = qos;
     sl->msub = ms;
     sl->stream = d->stream;
     sl->partition = d->partition;
     sl->offset = d->rec->offset;
-    int rc = jn__mqtt_send_record(s, d->subject, d->subject_len, d->rec, ms->qos, sl->pid, retain, false, ms->sub_id);
+    int rc = jn__mqtt_send_record(s, d->subject, d->subject_len, d->rec, qos, sl->pid, retain, false, ms->sub_id);
     if (rc < 0) {
         jn__mqtt_slot_release(st, sl);
         if (rc == JN_EAGAIN) {
@@ -259,7 +280,8 @@ int jn__mqtt_share_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
         if (!jn__mqtt_has_room(s))
             continue;
         bool retain = ms->rap && record_retained(d->rec);
-        if (ms->qos == 0) {
+        uint8_t qos = delivery_qos(d->rec, ms->qos);
+        if (qos == 0) {
             if (jn__mqtt_send_record(s, d->subject, d->subject_len, d->rec, 0, 0, retain, false, ms->sub_id) ==
                 JN_EAGAIN)
                 continue;
@@ -267,13 +289,13 @@ int jn__mqtt_share_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
             mqtt_slot_t *sl = jn__mqtt_slot_take(st);
             if (!sl)
                 continue;
-            sl->qos = ms->qos;
+            sl->qos = qos;
             sl->msub = ms;
             sl->share = sh;
             sl->stream = d->stream;
             sl->partition = d->partition;
             sl->offset = d->rec->offset;
-            int rc = jn__mqtt_send_record(s, d->subject, d->subject_len, d->rec, ms->qos, sl->pid, retain, false,
+            int rc = jn__mqtt_send_record(s, d->subject, d->subject_len, d->rec, qos, sl->pid, retain, false,
                                           ms->sub_id);
             if (rc < 0)
                 jn__mqtt_slot_release(st, sl);

@@ -27,6 +27,20 @@ int jn__mqtt_publish_record(jn_mqtt_t *m, mqtt_state_t *from, const char *topic,
     rec.value_len = (int32_t)plen;
     rec.headers = hdrs;
     rec.header_count = (uint32_t)nh;
+    /* The published QoS caps the delivery QoS (3.8.4); 2 caps nothing, so
+     * it costs no header. */
+    jn_header_t all[MQTT_HDR_MAX];
+    static const uint8_t qdigit[2] = {'0', '1'};
+    if (qos < 2 && nh < MQTT_HDR_MAX) {
+        if (nh)
+            memcpy(all, hdrs, nh * sizeof *all);
+        all[nh].key = (const uint8_t *)MQTT_H_QOS;
+        all[nh].key_len = sizeof MQTT_H_QOS - 1;
+        all[nh].value = &qdigit[qos];
+        all[nh].value_len = 1;
+        rec.headers = all;
+        rec.header_count = (uint32_t)nh + 1;
+    }
     int rc = 0;
     if (!(tlen > 0 && topic[0] == '$')) {
         m->publishing = from;
@@ -34,6 +48,8 @@ int jn__mqtt_publish_record(jn_mqtt_t *m, mqtt_state_t *from, const char *topic,
         m->publishing = NULL;
     }
     if (rc == 0 && retain) {
+        rec.headers = hdrs; /* the blob keeps the QoS itself */
+        rec.header_count = (uint32_t)nh;
         rec.timestamp = jn__mqtt_now(m);
         (void)jn__mqtt_retained_set(m, topic, tlen, &rec, qos, true);
     }
@@ -184,7 +200,7 @@ void jn__mqtt_handle_publish(jn_mqtt_session_t *s, const jn_mqtt_packet_t *pk)
         jn_mqtt_view_t n, v;
         jn_mqtt_prop_iter_init(&it, pr);
         while (jn_mqtt_user_next(&it, &n, &v)) {
-            if (nh >= MQTT_HDR_MAX - 6)
+            if (nh >= MQTT_HDR_MAX - 7) /* room for the 6 below and MQTT_H_QOS */
                 break;
             h[nh].key = n.data;
             h[nh].key_len = n.len;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../common/log.h"
+#include "../../net/addr.h"
 #include "../common/door_metrics.h"
 
 #define TICK_MS 1000
@@ -139,26 +140,12 @@ static char *dup_opt(jn_mqtt_t *m, int i, const char *s)
 static int listen_on(jn_mqtt_t *m, const char *addr, bool tls, jn_listener_t **out)
 {
     char host[64];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || (size_t)(colon - addr) >= sizeof host || !m->net) {
+    int port;
+    if (!m->net || jn_listen_parse(addr, host, sizeof host, &port) < 0) {
         jn_error("mqtt: bad listen address '%s'", addr);
         return JN_EINVAL;
     }
-    const char *h = addr;
-    size_t hl = (size_t)(colon - addr);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port < 0 || port > 65535) {
-        jn_error("mqtt: bad listen address '%s'", addr);
-        return JN_EINVAL;
-    }
-    int rc = jn_listener_open(m->net, tls ? "mqtts" : "mqtt", host, (int)port, tls ? m->cfg.tls_cert : NULL,
+    int rc = jn_listener_open(m->net, tls ? "mqtts" : "mqtt", host, port, tls ? m->cfg.tls_cert : NULL,
                               tls ? m->cfg.tls_key : NULL, on_accept, m, out);
     if (rc < 0)
         return rc;

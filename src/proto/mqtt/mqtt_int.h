@@ -42,6 +42,9 @@
 #define MQTT_H_CORREL "mqtt-correlation-data"
 #define MQTT_H_EXPIRY "mqtt-message-expiry"
 #define MQTT_H_RETAIN "mqtt-retain"
+/* QoS of the PUBLISH, one byte "0" or "1", written only below 2: a record
+ * without it (QoS 2, or from another door) goes out at the granted QoS. */
+#define MQTT_H_QOS ":mqtt-qos"
 
 typedef struct mqtt_state mqtt_state_t;
 typedef struct mqtt_share mqtt_share_t;
@@ -274,7 +277,10 @@ void jn__mqtt_handle_publish(jn_mqtt_session_t *s, const jn_mqtt_packet_t *p);
 void jn__mqtt_handle_subscribe(jn_mqtt_session_t *s, const jn_mqtt_subscribe_t *p);
 void jn__mqtt_handle_unsubscribe(jn_mqtt_session_t *s, const jn_mqtt_subscribe_t *p);
 void jn__mqtt_handle_ack(jn_mqtt_session_t *s, uint8_t type, const jn_mqtt_ack_t *a);
-/* Publishes a record from MQTT fields (PUBLISH and wills). */
+/* Publishes a record from MQTT fields (PUBLISH and wills). Below QoS 2 it
+ * adds the MQTT_H_QOS header after |hdrs|, so |nh| must be < MQTT_HDR_MAX
+ * (otherwise the record is stored without it). Retained copies keep the QoS
+ * in their blob instead. */
 int jn__mqtt_publish_record(jn_mqtt_t *m, mqtt_state_t *from, const char *topic, size_t tlen,
                             const uint8_t *payload, size_t plen, uint8_t qos, bool retain,
                             const jn_header_t *hdrs, size_t nh, jn_publish_result_t *res);

@@ -509,7 +509,8 @@ void jn__mqtt_will_publish(jn_mqtt_t *m, mqtt_will_t *w)
     jn_header_t h[MQTT_HDR_MAX];
     size_t nh = 0;
     char exp[24];
-    for (size_t off = 0; off + 6 <= w->headers.len && nh < MQTT_HDR_MAX - 1;) {
+    /* Two slots stay free: MQTT_H_RETAIN and MQTT_H_QOS. */
+    for (size_t off = 0; off + 6 <= w->headers.len && nh < MQTT_HDR_MAX - 2;) {
         const uint8_t *p = w->headers.data + off;
         uint16_t kl = jn_load_be16(p);
         uint32_t vl = jn_load_be32(p + 2 + kl);

@@ -17,10 +17,6 @@
 
 /* ---- pure helpers (rest_json.c) ---- */
 
-/* True when |p| (|len| bytes) is well-formed UTF-8 (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF). NUL bytes are allowed. */
-bool jn_rest_utf8_valid(const uint8_t *p, size_t len);
-
 /* Appends |p| as a quoted JSON string. Valid UTF-8 is copied with '"', '\\'
  * and control characters escaped; a byte that is not part of a valid
  * sequence is written as the code point of the same value (\u00XX), so the

@@ -19,55 +19,7 @@
 #include <string.h>
 
 #include "../../common/error.h"
-
-/* Length of the valid UTF-8 sequence at |p| (at most |n| bytes), or 0. */
-static size_t utf8_seq(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0)
-            lo = 0xA0; /* overlong */
-        else if (c == 0xED)
-            hi = 0x9F; /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0)
-            lo = 0x90; /* overlong */
-        else if (c == 0xF4)
-            hi = 0x8F; /* above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < need || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < need; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return need;
-}
-
-bool jn_rest_utf8_valid(const uint8_t *p, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k = utf8_seq(p + i, len - i);
-        if (k == 0)
-            return false;
-        i += k;
-    }
-    return true;
-}
+#include "../../common/utf8.h"
 
 /* Escape of one byte that cannot be copied as is, into |e| (7 bytes).
  * Returns its length. Invalid UTF-8 bytes are shown as U+0080..U+00FF. */
@@ -105,7 +57,7 @@ static int json_string_emit(emit_fn emit, void *ctx, const uint8_t *p, size_t le
         if (c < 0x80) {
             copy = c >= 0x20 && c != '"' && c != '\\';
         } else {
-            k = utf8_seq(p + i, len - i);
+            k = jn_utf8_char(p + i, len - i);
             copy = k != 0;
             if (!k)
                 k = 1;
@@ -258,7 +210,7 @@ int jn_rest_base64_decode(const char *in, size_t inlen, uint8_t *out)
 /* Appends "name":<text or base64 string>, setting *b64 when base64. */
 static int put_bytes(jn_buf_t *out, const uint8_t *p, size_t len, bool *b64)
 {
-    *b64 = !jn_rest_utf8_valid(p, len);
+    *b64 = !jn_utf8_valid(p, len);
     if (!*b64)
         return jn_rest_json_string(out, p, len);
     int rc = jn_buf_append(out, "\"", 1);
@@ -271,8 +223,7 @@ static int put_bytes(jn_buf_t *out, const uint8_t *p, size_t len, bool *b64)
 
 static bool is_subject_header(const jn_header_t *h)
 {
-    return h->key_len == sizeof(JN_SUBJECT_HEADER) - 1 &&
-           memcmp(h->key, JN_SUBJECT_HEADER, sizeof(JN_SUBJECT_HEADER) - 1) == 0;
+    return h->key_len > 0 && h->key[0] == ':'; /* ":subject" and every other internal header */
 }
 
 int jn_rest_record_json(jn_buf_t *out, const char *stream, size_t stream_len, uint32_t partition,
@@ -330,7 +281,7 @@ int jn_rest_record_json(jn_buf_t *out, const char *stream, size_t stream_len, ui
         for (uint32_t i = 0; rc == 0 && i < rec->header_count; i++) {
             const jn_header_t *h = &rec->headers[i];
             if (is_subject_header(h) || !h->value || h->value_len < 0 ||
-                jn_rest_utf8_valid(h->value, (size_t)h->value_len))
+                jn_utf8_valid(h->value, (size_t)h->value_len))
                 continue;
             if (!first)
                 rc = jn_buf_append(out, ",", 1);
@@ -533,7 +484,9 @@ int jn_rest_rec_parse(const json_t *o, jn_rest_rec_t *out, char *err, size_t err
         json_object_foreach((json_t *)headers, hname, hv) {
             jn_header_t *h = &out->headers[i++];
             size_t nlen = strlen(hname);
-            if (nlen == 0 || (nlen == sizeof(JN_SUBJECT_HEADER) - 1 && memcmp(hname, JN_SUBJECT_HEADER, nlen) == 0)) {
+            /* Names starting with ':' (":subject", ":mqtt-qos"...) are the
+             * core's and the doors' own; users may not set them. */
+            if (nlen == 0 || hname[0] == ':') {
                 snprintf(err, errlen, "header name \"%s\" is not allowed", hname);
                 goto fail;
             }

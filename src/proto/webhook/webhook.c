@@ -48,6 +48,7 @@
 #include "../../common/clock.h"
 #include "../../common/hash.h"
 #include "../../common/log.h"
+#include "../../common/utf8.h"
 #include "../../core/filter.h"
 #include "../rest/rest_internal.h"
 
@@ -215,9 +216,9 @@ static void excerpt_text(char *dst, size_t cap, const char *p, size_t len)
     memcpy(dst, p, len);
     dst[len] = '\0';
     /* The excerpt may end inside a character: trim rather than mangle. */
-    while (len > 0 && !jn_rest_utf8_valid((const uint8_t *)dst, len) && ((uint8_t)dst[len - 1] & 0x80))
+    while (len > 0 && !jn_utf8_valid((const uint8_t *)dst, len) && ((uint8_t)dst[len - 1] & 0x80))
         dst[--len] = '\0';
-    if (!jn_rest_utf8_valid((const uint8_t *)dst, len))
+    if (!jn_utf8_valid((const uint8_t *)dst, len))
         for (size_t i = 0; i < len; i++)
             if ((uint8_t)dst[i] & 0x80)
                 dst[i] = '?';

@@ -31,8 +31,7 @@
 #include <string.h>
 #include <wslay/wslay.h>
 
-#define JN_REST_PURE_ONLY
-#include "../rest/rest_internal.h"
+#include "../../common/utf8.h"
 
 #define KEEP_BUF_BYTES 65536 /* scratch buffers larger than this are freed after use */
 
@@ -168,7 +167,7 @@ static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         p = c->msg.data;
         len = c->msg.len;
         /* wslay skipped its UTF-8 check on the compressed bytes. */
-        if (a->opcode == WSLAY_TEXT_FRAME && len && !jn_rest_utf8_valid(p, len)) {
+        if (a->opcode == WSLAY_TEXT_FRAME && len && !jn_utf8_valid(p, len)) {
             fail(c, JN_WS_CLOSE_INVALID_DATA, "invalid UTF-8");
             return;
         }
