@@ -16,6 +16,7 @@
  */
 #include "codec.h"
 
+#include <math.h>
 #include <string.h>
 
 typedef struct method_desc {
@@ -358,12 +359,13 @@ json_t *jn_amqp_value_to_json(const jn_amqp_value_t *v)
         return json_integer((json_int_t)v->i);
     case 'f':
     case 'd':
-        return json_real(v->d);
+        /* JSON has no NaN or infinity (jansson refuses them): null. */
+        return isfinite(v->d) ? json_real(v->d) : json_null();
     case 'D': {
         double d = (double)v->i;
         for (int k = 0; k < v->scale; k++)
             d /= 10.0;
-        return json_real(d);
+        return isfinite(d) ? json_real(d) : json_null();
     }
     case 'S':
     case 'x':
