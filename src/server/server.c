@@ -1,6 +1,8 @@
-/* server.c - the server process: wires config, loop, broker, HTTP server
- * and REST door together, and shuts them down in the order that keeps
- * acknowledged data safe (doors first, then the broker's final fsync).
+/* server.c - the server process: wires config, loop and broker to the
+ * doors (HTTP with REST, WebSocket, SSE, console, webhooks and MQTT over
+ * WebSocket; MQTT, AMQP and Kafka listeners), and shuts them down in the
+ * order that keeps acknowledged data safe (doors first, then the broker's
+ * final fsync).
  *
  * Everything lives in one jn_server_t on the stack of jn_server_run: no
  * globals, so tests or a later shard-per-core split can run several.
