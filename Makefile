@@ -55,6 +55,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libjunction.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libjunction.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# The in-process append benchmark (bench/rest_bench.py runs it).
+$(BUILD)/append_bench: bench/append_bench.c $(BUILD)/libjunction.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libjunction.a $(LDFLAGS) $(LDLIBS)
+
 deps:
 	sh scripts/install-deps.sh build
 

@@ -5,7 +5,5 @@ set -e
 cd "$(dirname "$0")/.."
 sh scripts/install-deps.sh build bench
 make all
-cc -std=gnu11 -O2 -g -Isrc -D_GNU_SOURCE $(pkg-config --cflags libuv jansson) bench/append_bench.c \
-    build/libjunction.a $(pkg-config --libs libuv jansson libssl libcrypto libcurl zlib) -lpthread -lm \
-    -o build/append_bench
+make build/append_bench
 /usr/bin/python3 bench/rest_bench.py "$@"
