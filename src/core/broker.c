@@ -38,7 +38,6 @@
 #include "broker_int.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,50 +46,12 @@
 #include <unistd.h>
 
 #include "../common/hash.h"
+#include "../common/fs.h"
 #include "../common/log.h"
 
 #define META_STREAM_PREFIX "stream/"
 
 /* ---- small helpers ---- */
-
-static int mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof tmp)
-        return JN_EINVAL;
-    memcpy(tmp, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (tmp[i] != '/' && tmp[i] != '\0')
-            continue;
-        char c = tmp[i];
-        tmp[i] = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
-            jn_error("broker: mkdir %s: %s", tmp, strerror(errno));
-            return JN_EIO;
-        }
-        tmp[i] = c;
-    }
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    if (remove(path) < 0 && errno != ENOENT)
-        jn_warn("broker: remove %s: %s", path, strerror(errno));
-    return 0;
-}
-
-static void rm_tree(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) < 0)
-        return;
-    (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static int stream_dir(const jn_broker_t *b, const char *name, char *out, size_t outlen)
 {
@@ -449,7 +410,7 @@ static int open_parts(jn_broker_t *b, jn_stream_t *s, uint32_t from, uint32_t to
         char dir[PATH_MAX];
         int rc = part_dir(b, s->name, p, dir, sizeof dir);
         if (rc == 0)
-            rc = mkdir_p(dir);
+            rc = jn_fs_mkdir_p(dir);
         if (rc < 0)
             return rc;
         jn_part_t *part = calloc(1, sizeof *part);
@@ -603,7 +564,7 @@ int jn__broker_stream_create(jn_broker_t *b, const char *name, uint32_t partitio
     int rc = stream_dir(b, name, dir, sizeof dir);
     if (rc < 0)
         return rc;
-    rm_tree(dir);
+    jn_fs_rm_tree(dir);
     jn_stream_t *s = NULL;
     rc = stream_open(b, name, partitions, cfg, &s);
     if (rc < 0)
@@ -707,7 +668,7 @@ int jn_broker_stream_delete(jn_broker_t *b, const char *name)
     jn_info("broker: deleted stream %s", s->name);
     stream_free(s, true);
     if (have_dir)
-        rm_tree(dir);
+        jn_fs_rm_tree(dir);
     return 0;
 }
 
@@ -1221,7 +1182,7 @@ static int open_internal_log(jn_broker_t *b, const char *sub, enum jn_fsync_poli
     int n = snprintf(dir, sizeof dir, "%s/%s/0", b->data_dir, sub);
     if (n < 0 || (size_t)n >= sizeof dir)
         return JN_EINVAL;
-    int rc = mkdir_p(dir);
+    int rc = jn_fs_mkdir_p(dir);
     if (rc < 0)
         return rc;
     jn_plog_config_t cfg;
@@ -1308,7 +1269,7 @@ int jn_broker_open(uv_loop_t *loop, const jn_broker_config_t *cfg, const jn_cloc
         rc = JN_EINVAL;
         goto fail;
     }
-    rc = mkdir_p(dir);
+    rc = jn_fs_mkdir_p(dir);
     if (rc < 0)
         goto fail;
     rc = open_internal_log(b, "meta", JN_FSYNC_ALWAYS, &b->meta);

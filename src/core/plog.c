@@ -118,6 +118,7 @@
 
 #include "../common/crc32c.h"
 #include "../common/hash.h"
+#include "../common/fs.h"
 #include "../common/log.h"
 
 #define TAIL_MAX ((size_t)1 << 20)   /* in-memory tail buffer cap */
@@ -911,27 +912,6 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int mkdir_p(const char *dir)
-{
-    char p[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof p)
-        return JN_EINVAL;
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            jn_error("plog: mkdir %s: %s", p, strerror(errno));
-            return JN_EIO;
-        }
-        p[i] = c;
-    }
-    return 0;
-}
-
 static int segs_push(jn_plog_t *log, jn_plog_segment_t *seg)
 {
     if (log->nsegs == log->segs_cap) {
@@ -1109,7 +1089,7 @@ int jn_plog_open(uv_loop_t *loop, const char *dir, const jn_plog_config_t *cfg,
     log->dir = strdup(dir);
     if (!log->dir)
         goto fail;
-    rc = mkdir_p(dir);
+    rc = jn_fs_mkdir_p(dir);
     if (rc < 0)
         goto fail;
     log->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

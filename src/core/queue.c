@@ -61,7 +61,6 @@
 #include "broker_int.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +69,7 @@
 #include <unistd.h>
 
 #include "../common/hash.h"
+#include "../common/fs.h"
 #include "../common/log.h"
 
 #define Q_NAME_MAX 255
@@ -318,44 +318,6 @@ static void rset_clip(rset_t *s, int64_t x, int64_t y)
 
 static jn_qreg_t *reg_of(const jn_queue_t *q) { return q->b->queues; }
 static int64_t now_ms(const jn_queue_t *q) { return jn_clock_now(&q->b->clock); }
-
-static int mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof tmp)
-        return JN_EINVAL;
-    memcpy(tmp, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (tmp[i] != '/' && tmp[i] != '\0')
-            continue;
-        char c = tmp[i];
-        tmp[i] = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
-            jn_error("queue: mkdir %s: %s", tmp, strerror(errno));
-            return JN_EIO;
-        }
-        tmp[i] = c;
-    }
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    if (remove(path) < 0 && errno != ENOENT)
-        jn_warn("queue: remove %s: %s", path, strerror(errno));
-    return 0;
-}
-
-static void rm_tree(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) == 0)
-        (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static int queue_dir(const jn_broker_t *b, const char *dir, char *out, size_t outlen)
 {
@@ -1755,7 +1717,7 @@ static int open_acks(jn_queue_t *q)
     int n = snprintf(path, sizeof path, "%s/acks/0", q->qdir);
     if (n < 0 || (size_t)n >= sizeof path)
         return JN_EINVAL;
-    rc = mkdir_p(path);
+    rc = jn_fs_mkdir_p(path);
     if (rc < 0)
         return rc;
     jn_plog_config_t cfg;
@@ -1931,7 +1893,7 @@ int jn_queue_declare(jn_broker_t *b, const char *name, const jn_queue_opts_t *op
     rc = queue_dir(b, q->dir, path, sizeof path);
     if (rc < 0)
         goto fail;
-    rm_tree(path); /* left by a delete a crash interrupted */
+    jn_fs_rm_tree(path); /* left by a delete a crash interrupted */
     rc = persist_def(q, false);
     if (rc < 0)
         goto fail;
@@ -1989,7 +1951,7 @@ static int64_t queue_remove(jn_queue_t *q)
         q->acks = NULL;
     }
     if (q->qdir)
-        rm_tree(q->qdir);
+        jn_fs_rm_tree(q->qdir);
     if (jn_broker_stream_delete(b, q->sname) < 0)
         jn_warn("queue %s: stream %s already gone", q->name, q->sname);
     q->s = NULL;
@@ -2155,7 +2117,7 @@ static void cleanup_def(jn_broker_t *b, const char *name, const char *sname, con
         jn_warn("queue %s: cannot remove stream %s", name, sname);
     char path[PATH_MAX];
     if (dir && queue_dir(b, dir, path, sizeof path) == 0)
-        rm_tree(path);
+        jn_fs_rm_tree(path);
     char key[sizeof META_QUEUE_PREFIX + Q_NAME_MAX];
     int klen = snprintf(key, sizeof key, META_QUEUE_PREFIX "%s", name);
     if (klen > 0 && (size_t)klen < sizeof key)
