@@ -39,6 +39,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,7 @@
 #define TLS_RBIO_MAX 65536  /* stop reading above this much undecrypted input */
 #define FILE_CHUNK 65536    /* pread fallback of a file segment when the socket is full */
 #define SENDFILE_MAX (1u << 30) /* one sendfile call */
+#define TRIM_AFTER ((size_t)1 << 20) /* freed buffer bytes that make the sweep trim the heap */
 
 /* A part of the output queued before |out| (see the file comment). */
 typedef struct out_seg {
@@ -103,7 +105,9 @@ typedef struct conn_io {
 /* Kept small on purpose: 10,000 idle clients cost 10,000 of these (see
  * docs/net.md). Caps are stored in 32 bits (set_limits clamps), times
  * the idle sweep compares in 32-bit loop ms (differences wrap safely),
- * and the peer is its raw address, formatted on demand. */
+ * the peer is its raw IPv4 address, formatted on demand (an IPv6 peer is
+ * asked of the socket then), and the struct itself comes from the
+ * group's pool (pool.h). */
 struct jn_conn {
     uv_tcp_t tcp;               /* handle.data points back to the conn */
     jn_net_t *net;
@@ -132,8 +136,8 @@ struct jn_conn {
     bool eof : 1;
     bool peer_closed : 1;       /* closing because the peer did: report JN_ECLOSED */
     bool loopback : 1;
-    bool peer_v6 : 1;           /* |peer| holds an IPv6 address, else IPv4 in [0, 4) */
-    uint8_t peer[16];           /* the peer's address, network order */
+    bool peer_v6 : 1;           /* IPv6 peer: asked of the socket when needed */
+    uint8_t peer4[4];           /* IPv4 peer, network order */
 };
 
 static SSL *conn_ssl(const jn_conn_t *c)
@@ -185,6 +189,7 @@ void jn__net_handle_closed(jn_net_t *net)
 {
     net->handles--;
     if (net->freeing && net->handles == 0) {
+        jn_pool_destroy(&net->conn_pool);
         free(net->scratch);
         free(net);
     }
@@ -220,6 +225,7 @@ jn_net_t *jn_net_new(uv_loop_t *loop, const jn_net_config_t *cfg)
         free(net);
         return NULL;
     }
+    jn_pool_init(&net->conn_pool, sizeof(jn_conn_t));
     jn_list_init(&net->conns);
     jn_list_init(&net->listeners);
     jn_list_init(&net->deferred);
@@ -278,7 +284,7 @@ static void on_conn_closed(uv_handle_t *hd)
     jn_net_t *net = c->net;
     if (c->io)
         conn_io_free(c);
-    free(c);
+    jn_pool_free(&net->conn_pool, c);
     jn__net_handle_closed(net);
 }
 
@@ -1181,12 +1187,16 @@ const char *jn_conn_peer(const jn_conn_t *c)
     char *s = ring[next++ % 4];
     s[0] = '\0';
     if (c->peer_v6) {
-        struct sockaddr_in6 a = {.sin6_family = AF_INET6};
-        memcpy(&a.sin6_addr, c->peer, 16);
-        uv_ip6_name(&a, s, INET6_ADDRSTRLEN);
-    } else if (c->peer[0] || c->peer[1] || c->peer[2] || c->peer[3] || c->loopback) {
+        /* Not stored (16 bytes per conn for the rarer family): asked of
+         * the socket, so a closed conn's IPv6 peer prints as "". */
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        if (c->state < CS_CLOSED && uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0 &&
+            ss.ss_family == AF_INET6)
+            uv_ip6_name((const struct sockaddr_in6 *)&ss, s, INET6_ADDRSTRLEN);
+    } else if (c->peer4[0] || c->peer4[1] || c->peer4[2] || c->peer4[3] || c->loopback) {
         struct sockaddr_in a = {.sin_family = AF_INET};
-        memcpy(&a.sin_addr, c->peer, 4);
+        memcpy(&a.sin_addr, c->peer4, 4);
         uv_ip4_name(&a, s, INET6_ADDRSTRLEN);
     }
     return s;
@@ -1218,18 +1228,17 @@ static void conn_set_peer(jn_conn_t *c)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    memset(c->peer, 0, sizeof c->peer);
+    memset(c->peer4, 0, sizeof c->peer4);
     c->peer_v6 = false;
     c->loopback = false;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
         return;
     if (ss.ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        memcpy(c->peer, &a->sin_addr, 4);
+        memcpy(c->peer4, &a->sin_addr, 4);
         c->loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
     } else if (ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        memcpy(c->peer, &a->sin6_addr, 16);
         c->peer_v6 = true;
         static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         const uint8_t *b = a->sin6_addr.s6_addr;
@@ -1240,11 +1249,11 @@ static void conn_set_peer(jn_conn_t *c)
 void jn__conn_accept(jn_listener_t *l)
 {
     jn_net_t *net = l->net;
-    jn_conn_t *c = calloc(1, sizeof *c);
+    jn_conn_t *c = jn_pool_calloc(&net->conn_pool);
     if (!c)
         return;
     if (uv_tcp_init(net->loop, &c->tcp) < 0) {
-        free(c);
+        jn_pool_free(&net->conn_pool, c);
         return;
     }
     c->tcp.data = c;
@@ -1301,19 +1310,23 @@ static void conn_shrink(jn_conn_t *c)
     if (!c->io)
         return;
     if (c->io->in && c->io->in_off == c->io->in_len) {
+        c->net->shrunk += c->io->in_cap;
         free(c->io->in);
         c->io->in = NULL;
         c->io->in_off = c->io->in_len = c->io->in_cap = 0;
     }
     if (!c->writing && jn_conn_pending(c) == 0) {
+        c->net->shrunk += c->io->out.cap + c->io->enc.cap + c->io->wbuf.cap;
         jn_buf_free(&c->io->out);
         jn_buf_free(&c->io->enc);
         jn_buf_free(&c->io->wbuf);
     }
     conn_io_t *io = c->io;
     if (c->state == CS_OPEN && !io->ssl && !io->in && !io->in_need && !c->writing && !io->sq_head &&
-        !io->out.data && !io->enc.data && !io->wbuf.data && !jn_list_linked(&io->sched) && !c->in_cb)
+        !io->out.data && !io->enc.data && !io->wbuf.data && !jn_list_linked(&io->sched) && !c->in_cb) {
+        c->net->shrunk += sizeof *io;
         conn_io_free(c);
+    }
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -1371,6 +1384,12 @@ static void on_sweep(uv_timer_t *t)
         }
         if (!c->paused && cfg->shrink_ms && (uint32_t)now - c->t_active >= cfg->shrink_ms)
             conn_shrink(c);
+    }
+    /* Many connections went idle: their buffers were freed between the
+     * pooled objects, and malloc keeps freed pages unless asked. */
+    if (net->shrunk >= TRIM_AFTER) {
+        net->shrunk = 0;
+        malloc_trim(0);
     }
 }
 

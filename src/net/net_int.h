@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 
 #include "../common/list.h"
+#include "../common/pool.h"
 #include "conn.h"
 
 #define JN__NET_TLS_SCRATCH 65536 /* ciphertext read buffer of a group */
@@ -22,6 +23,8 @@ struct jn_net {
     size_t handles;      /* open uv handles; the group is freed at 0 once freeing */
     bool freeing;
     char *scratch;       /* TLS ciphertext and discarded lingering input */
+    jn_pool_t conn_pool; /* jn_conn_t: long-lived, kept apart from buffers (pool.h) */
+    size_t shrunk;       /* buffer bytes the sweep gave back since the last malloc_trim */
 };
 
 struct jn_listener {
