@@ -4,7 +4,10 @@
  * output's high water the record is dropped and counted. Other
  * subscriptions refuse (JN_EAGAIN) when the client's window (Receive
  * Maximum) is full or the output is above high water: the cursor lags in
- * the log and resumes on PUBACK/PUBCOMP or drain.
+ * the log and resumes on PUBACK/PUBCOMP or drain. After a reconnect or a
+ * restart a cursor first reads again what it had sent (state.c, marks):
+ * unacknowledged records go out with DUP and their packet ids, the others
+ * are skipped.
  *
  * Shared subscriptions ("$share/g/f") have one cursor per group; each
  * record goes to the next online member with room, round robin. When a
@@ -171,7 +174,8 @@ int jn__mqtt_send_record(jn_mqtt_session_t *s, const char *subject, size_t slen,
     return 0;
 }
 
-/* A stale slot (from before a reconnect) for this record, or NULL. */
+/* The stale slot (from before a reconnect or restart) of this record, or
+ * NULL. */
 static mqtt_slot_t *stale_find(mqtt_state_t *st, mqtt_msub_t *ms, const jn_delivery_t *d)
 {
     for (uint16_t i = 0; i < st->cap; i++) {
@@ -183,6 +187,45 @@ static mqtt_slot_t *stale_find(mqtt_state_t *st, mqtt_msub_t *ms, const jn_deliv
     return NULL;
 }
 
+/* A record the cursor reads again below a mark (state.c): resent with DUP
+ * and its packet id when its slot still waits for PUBACK/PUBREC, skipped
+ * otherwise (acknowledged before, or QoS 2 past PUBREC, whose PUBREL went
+ * out at reconnect). Returns 1 when |d| is not below a mark (deliver it
+ * as new), 0 when handled, JN_EAGAIN when there is no room to resend. */
+static int replay(mqtt_state_t *st, mqtt_msub_t *ms, const jn_delivery_t *d)
+{
+    mqtt_mark_t *mk = jn__mqtt_mark_find(st, ms, d->stream, d->partition);
+    if (!mk)
+        return 1;
+    if (d->rec->offset >= mk->upto) {
+        jn__mqtt_mark_drop(st, mk);
+        return 1;
+    }
+    st->dirty = true; /* the position moves on */
+    mqtt_slot_t *sl = st->nstale ? stale_find(st, ms, d) : NULL;
+    if (!sl || sl->state == 1)
+        return 0;
+    int64_t exp = record_expiry(d->rec);
+    if (exp && exp <= jn__mqtt_now(st->m)) {
+        jn__mqtt_slot_release(st, sl);
+        return 0;
+    }
+    jn_mqtt_session_t *s = st->sess;
+    int rc = JN_EAGAIN;
+    if (jn__mqtt_has_room(s))
+        rc = jn__mqtt_send_record(s, d->subject, d->subject_len, d->rec, sl->qos, sl->pid,
+                                  ms->rap && record_retained(d->rec), true, ms->sub_id);
+    if (rc == JN_EAGAIN) {
+        ms->blocked = true;
+        return JN_EAGAIN;
+    }
+    sl->stale = false;
+    st->nstale--;
+    if (rc == JN_ETOOBIG)
+        jn__mqtt_slot_release(st, sl);
+    return 0;
+}
+
 int jn__mqtt_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
 {
     mqtt_msub_t *ms = arg;
@@ -191,6 +234,11 @@ int jn__mqtt_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
     jn_mqtt_session_t *s = st->sess;
     if (internal_stream(d->stream))
         return 0;
+    if (st->nmarks) {
+        int rc = replay(st, ms, d);
+        if (rc != 1)
+            return rc;
+    }
     if (ms->no_local && m->publishing == st)
         return 0;
     int64_t exp = record_expiry(d->rec);
@@ -218,24 +266,6 @@ int jn__mqtt_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
         if (rc != JN_EAGAIN && ms->qos > 0)
             st->dirty = true; /* the saved position may move past it */
         return rc == JN_EAGAIN ? JN_EAGAIN : 0;
-    }
-    if (st->nstale) {
-        mqtt_slot_t *sl = stale_find(st, ms, d);
-        if (sl && sl->state == 1)
-            return 0; /* received already: its PUBREL went out at reconnect */
-        if (sl) {
-            int rc = jn__mqtt_send_record(s, d->subject, d->subject_len, d->rec, sl->qos, sl->pid, retain, true,
-                                          ms->sub_id);
-            if (rc == JN_EAGAIN) {
-                ms->blocked = true;
-                return JN_EAGAIN;
-            }
-            sl->stale = false;
-            st->nstale--;
-            if (rc == JN_ETOOBIG)
-                jn__mqtt_slot_release(st, sl);
-            return 0;
-        }
     }
     mqtt_slot_t *sl = jn__mqtt_slot_take(st);
     if (!sl) {

@@ -3,7 +3,8 @@
  * Outbound (server to client) QoS 1/2 messages live in the state's slots
  * until acknowledged; an acknowledgement frees a slot and lets blocked
  * cursors go on. Inbound QoS 2 ends with PUBREL: its packet id is
- * forgotten and PUBCOMP sent.
+ * forgotten and PUBCOMP sent. Both are saved with a persistent session at
+ * the next commit (state.c), so they survive a restart.
  */
 #include "mqtt_int.h"
 
@@ -55,6 +56,7 @@ void jn__mqtt_handle_ack(jn_mqtt_session_t *s, uint8_t type, const jn_mqtt_ack_t
         for (uint16_t i = 0; i < st->nq2; i++) {
             if (st->q2[i] == a->packet_id) {
                 st->q2[i] = st->q2[--st->nq2];
+                st->dirty = true; /* saved with the session (state.c) */
                 found = true;
                 break;
             }

@@ -122,6 +122,7 @@ static int will_copy(mqtt_state_t *st, const jn_mqtt_connect_t *c)
         }
     }
     jn__mqtt_will_free(st->will);
+    w->owner = st;
     st->will = w;
     return 0;
 fail:
@@ -190,6 +191,14 @@ void jn__mqtt_handle_connect(jn_mqtt_session_t *s, const jn_mqtt_connect_t *c)
     }
 
     mqtt_state_t *st = jn__mqtt_state_find(m, id, idlen);
+    int64_t now = jn__mqtt_now(m);
+    if (st && !st->sess && st->expiry != UINT32_MAX && now >= st->offline_since + (int64_t)st->expiry * 1000) {
+        /* Expired before the tick saw it (e.g. while the server was down). */
+        if (st->will)
+            jn__mqtt_will_publish(m, st->will);
+        jn__mqtt_state_end(st);
+        st = NULL;
+    }
     if (st && st->sess)
         take_over(st);
     bool present = false;
@@ -204,7 +213,9 @@ void jn__mqtt_handle_connect(jn_mqtt_session_t *s, const jn_mqtt_connect_t *c)
     }
     if (st) {
         present = true;
-        if (st->will) { /* resumed before the will delay ran out */
+        if (st->will) { /* resumed before the will delay ran out, unless the tick was late */
+            if (st->will_at && now >= st->will_at)
+                jn__mqtt_will_publish(m, st->will);
             jn__mqtt_will_free(st->will);
             st->will = NULL;
         }
@@ -224,7 +235,6 @@ void jn__mqtt_handle_connect(jn_mqtt_session_t *s, const jn_mqtt_connect_t *c)
         expiry = m->cfg.session_expiry_max;
         clamped = v5;
     }
-    uint32_t old_expiry = st->expiry;
     st->expiry = expiry;
     st->version = c->version;
     st->window = m->cfg.max_inflight;
@@ -293,10 +303,11 @@ void jn__mqtt_handle_connect(jn_mqtt_session_t *s, const jn_mqtt_connect_t *c)
         jn__mqtt_fail(s, JN_MQTT_RC_SERVER_UNAVAILABLE);
         return;
     }
-    if (st->expiry > 0 && (!st->saved || old_expiry != st->expiry))
+    /* Kept while the expiry is > 0 or there is a will (published after a
+     * restart unless the client comes back first); otherwise the saved
+     * copy goes. Unchanged JSON is not written again. */
+    if (st->expiry > 0 || st->will || st->saved)
         (void)jn__mqtt_state_save(st);
-    else if (st->expiry == 0 && st->saved)
-        (void)jn__mqtt_state_save(st); /* deletes the saved copy */
     jn_debug("mqtt: client %s connected (v%u, expiry %u, present %d)", st->client_id, s->version, st->expiry,
              present);
 }

@@ -91,6 +91,7 @@ static int q2_add(mqtt_state_t *st, uint16_t pid, uint16_t cap)
         st->capq2 = nc;
     }
     st->q2[st->nq2++] = pid;
+    st->dirty = true; /* saved with the session at the next commit (state.c) */
     return 0;
 }
 

@@ -161,6 +161,8 @@ jn_mqtt_t *jn_mqtt_new(jn_net_t *net, jn_broker_t *broker, const jn_mqtt_config_
         return NULL;
     m->b = broker;
     m->net = net;
+    jn_pool_init(&m->sess_pool, sizeof(jn_mqtt_session_t));
+    jn_pool_init(&m->state_pool, sizeof(mqtt_state_t) + MQTT_ID_INLINE);
     if (cfg)
         m->cfg = *cfg;
     else
@@ -219,6 +221,8 @@ fail:
     jn_mqtt_free(m);
     return NULL;
 fail_early:
+    jn_pool_destroy(&m->sess_pool);
+    jn_pool_destroy(&m->state_pool);
     jn_buf_free(&m->scratch);
     jn_buf_free(&m->wsout);
     free(m);
@@ -233,6 +237,8 @@ static void free_cb(uv_handle_t *h)
     jn_buf_free(&m->scratch);
     jn_buf_free(&m->wsout);
     free(m->htab);
+    jn_pool_destroy(&m->sess_pool);
+    jn_pool_destroy(&m->state_pool);
     free(m);
 }
 

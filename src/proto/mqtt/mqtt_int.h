@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "../../common/list.h"
+#include "../../common/pool.h"
 #include "../../core/auth.h"
 #include "codec.h"
 #include "mqtt.h"
@@ -33,6 +34,7 @@
  * read fills it: an idle device's CONNECT and PINGREQs fit, so its input
  * buffer stays small (the connection layer starts at 8 KiB otherwise). */
 #define MQTT_IN_FIRST 256
+#define MQTT_ID_INLINE 40         /* client ids shorter than this live inside the state (192-byte pool objects) */
 #define MQTT_VTOPIC_MAX 64        /* longest topic remembered as valid (session.vtopic) */
 
 /* Reserved record headers (docs/mqtt.md "Mapping to records"). */
@@ -95,8 +97,23 @@ typedef struct mqtt_slot {
     int64_t offset;
 } mqtt_slot_t;
 
+/* A partition that a resumed cursor reads again (mqtt_state_t.marks).
+ * Every record of |msub| in |stream|/|partition| below |upto| was sent
+ * before the reconnect or restart: the one with a stale slot goes out
+ * again with DUP and its packet id, the others (acknowledged, or QoS 2
+ * waiting for PUBCOMP) are skipped. Dropped once the cursor reaches
+ * |upto|. */
+typedef struct mqtt_mark {
+    mqtt_msub_t *msub;
+    jn_stream_t *stream;
+    uint32_t partition;
+    int64_t upto;
+} mqtt_mark_t;
+#define MQTT_MARKS_MAX 4096       /* marks of one session */
+
 /* The will, copied out of the CONNECT. */
 typedef struct mqtt_will {
+    mqtt_state_t *owner;     /* the state whose saved copy holds it, or NULL */
     char *topic;
     uint8_t *payload;
     size_t payload_len;
@@ -106,31 +123,34 @@ typedef struct mqtt_will {
     jn_buf_t headers;        /* serialized headers (see will_headers) */
 } mqtt_will_t;
 
+/* Pointers first, then the small fields packed: 152 bytes, and the pool
+ * object adds MQTT_ID_INLINE bytes for the client id (idle memory). */
 struct mqtt_state {
     jn_list_t node;          /* in door->states */
     mqtt_state_t *hnext;     /* hash chain */
     jn_mqtt_t *m;
-    char *client_id;
+    char *client_id;         /* inline after the struct when short (state.c) */
     jn_mqtt_session_t *sess; /* the connection, or NULL while offline */
-    uint8_t version;
-    uint32_t expiry;         /* seconds; 0 = ends with the connection */
-    int64_t offline_since;   /* ms, when offline */
+    int64_t offline_since;   /* wall-clock ms, when offline */
     jn_list_t subs;          /* mqtt_msub_t */
-    size_t nsubs;
+    mqtt_slot_t *slots;      /* outbound window */
+    mqtt_mark_t *marks;      /* partitions read again after a reconnect */
+    uint16_t *q2;            /* inbound QoS 2 packet ids received and not yet released */
+    mqtt_will_t *will;
+    int64_t will_at;         /* wall-clock ms; 0 = no delayed will pending */
+    uint64_t saved_hash;     /* of the saved JSON: an unchanged session is not written again */
+    uint32_t expiry;         /* seconds; 0 = ends with the connection */
     uint32_t next_subno;
-    /* outbound window */
-    mqtt_slot_t *slots;
+    uint16_t nsubs;          /* at most MQTT_SUBS_MAX */
     uint16_t cap;            /* slots allocated */
     uint16_t window;         /* client's Receive Maximum (capped) */
     uint16_t inflight;
     uint16_t next_pid;
     uint16_t nstale;         /* slots from before a reconnect */
-    /* inbound QoS 2 packet ids received and not yet released */
-    uint16_t *q2;
+    uint16_t nmarks, capmarks;
     uint16_t nq2, capq2;
-    mqtt_will_t *will;
-    int64_t will_at;         /* ms; 0 = no delayed will pending */
-    bool dirty;              /* positions to save */
+    uint8_t version;
+    bool dirty;              /* positions and in-flight state to save */
     bool saved;              /* present in the sessions table */
 };
 
@@ -155,30 +175,32 @@ typedef struct mqtt_waiter {
 
 enum mqtt_phase { PH_CONNECT = 0, PH_ACTIVE, PH_CLOSING };
 
+/* One per connected client, 112 bytes: the small fields are packed
+ * together (docs/mqtt.md, memory per idle connection). */
 struct jn_mqtt_session {
     jn_list_t node;          /* in door->sessions */
     jn_mqtt_t *m;
     const jn_mqtt_transport_t *t;
     void *tctx;
     mqtt_state_t *st;        /* after CONNECT */
-    enum mqtt_phase phase;
-    uint8_t version;         /* 0 until CONNECT */
-    bool loopback;
-    bool graceful;           /* DISCONNECT 0x00 received: no will */
-    bool will_anyway;        /* DISCONNECT 0x04 */
-    uint16_t keep_alive;     /* seconds in effect */
-    uint32_t max_out;        /* client's Maximum Packet Size, 0 = none */
-    uint16_t recv_max_in;    /* our Receive Maximum */
-    uint16_t in_unacked;     /* inbound QoS>0 not yet acknowledged */
     jn_principal_t *principal; /* &door->anonymous, or owned (a user's); NULL before CONNECT */
-    bool in_full;            /* TCP: the input cap was raised from MQTT_IN_FIRST (mqtt.c) */
     char **aliases;          /* inbound topic aliases 1..topic_alias_max */
     /* The last topic published here that passed jn_subject_validate (a
      * device publishes to the same topic again and again): MQTT_VTOPIC_MAX
      * bytes allocated on the first publish, |vtlen| 0 when empty. */
     char *vtopic;
-    uint8_t vtlen;
     jn_list_t waiters;       /* mqtt_waiter_t */
+    uint32_t max_out;        /* client's Maximum Packet Size, 0 = none */
+    uint16_t keep_alive;     /* seconds in effect */
+    uint16_t recv_max_in;    /* our Receive Maximum */
+    uint16_t in_unacked;     /* inbound QoS>0 not yet acknowledged */
+    uint8_t phase;           /* enum mqtt_phase */
+    uint8_t version;         /* 0 until CONNECT */
+    uint8_t vtlen;
+    bool loopback;
+    bool graceful;           /* DISCONNECT 0x00 received: no will */
+    bool will_anyway;        /* DISCONNECT 0x04 */
+    bool in_full;            /* TCP: the input cap was raised from MQTT_IN_FIRST (mqtt.c) */
 };
 
 typedef struct mqtt_sys_stats {
@@ -213,6 +235,10 @@ struct jn_mqtt {
     jn_principal_t anonymous; /* shared by the sessions without a user name */
     bool freeing;
     uint64_t idseq;          /* assigned client ids */
+    /* Sessions and states live as long as their clients: kept out of the
+     * malloc heap, so buffers freed around them leave no holes (pool.h). */
+    jn_pool_t sess_pool;     /* jn_mqtt_session_t */
+    jn_pool_t state_pool;    /* mqtt_state_t + MQTT_ID_INLINE bytes of client id */
 };
 
 /* ---- door (mqtt.c) ---- */
@@ -223,11 +249,27 @@ mqtt_state_t *jn__mqtt_state_find(jn_mqtt_t *m, const char *id, size_t len);
 mqtt_state_t *jn__mqtt_state_new(jn_mqtt_t *m, const char *id, size_t len);
 /* Ends the session: closes cursors, forgets positions and the saved copy. */
 void jn__mqtt_state_end(mqtt_state_t *st);
-/* The connection went away: commit positions, close cursors. */
+/* The connection went away: marks what the cursors sent, makes the
+ * in-flight slots stale, commits positions, saves the session, closes
+ * cursors. Sets offline_since. */
 void jn__mqtt_state_offline(mqtt_state_t *st);
 /* A connection took the state: reopen cursors from saved positions. */
 int jn__mqtt_state_online(mqtt_state_t *st);
+/* Writes the session to MQTT_SESSIONS_TABLE when it is kept (expiry > 0,
+ * or a will to publish after a restart), unless the JSON is the one saved
+ * last; otherwise deletes the saved copy. Returns 0, JN_ENOMEM or the
+ * table's error (logged). */
 int jn__mqtt_state_save(mqtt_state_t *st);
+/* The saved JSON of |st| (format at the top of state.c), NUL-terminated,
+ * malloc'd, or NULL (JN_ENOMEM). */
+char *jn__mqtt_state_encode(mqtt_state_t *st);
+/* Fills a state just made by jn__mqtt_state_new from the saved JSON |txt|
+ * (|len| bytes): subscriptions (closed cursors), stale in-flight slots,
+ * marks, inbound QoS 2 packet ids, the will and its due time. Slots whose
+ * stream or subscription is gone are dropped. |now| is the wall clock,
+ * used as the stop time when the server did not stop cleanly. Returns 0,
+ * JN_EPROTO (not a saved session) or JN_ENOMEM. */
+int jn__mqtt_state_decode(mqtt_state_t *st, const char *txt, size_t len, int64_t now);
 void jn__mqtt_state_commit(mqtt_state_t *st);
 int jn__mqtt_states_load(jn_mqtt_t *m);
 void jn__mqtt_group_name(char *out, size_t cap, const char *prefix, const char *a, const char *b, uint32_t n);
@@ -235,8 +277,15 @@ mqtt_msub_t *jn__mqtt_msub_find(mqtt_state_t *st, const char *full, size_t len);
 int jn__mqtt_msub_open(mqtt_msub_t *ms, bool resume);
 void jn__mqtt_msub_free(mqtt_msub_t *ms, bool forget);
 void jn__mqtt_state_resume(mqtt_state_t *st);
+/* The mark of |ms| in |s|/|partition|, or NULL. */
+mqtt_mark_t *jn__mqtt_mark_find(mqtt_state_t *st, const mqtt_msub_t *ms, const jn_stream_t *s, uint32_t partition);
+/* Forgets |mk| (the cursor reached its end); other marks may move. */
+void jn__mqtt_mark_drop(mqtt_state_t *st, mqtt_mark_t *mk);
 int jn__mqtt_slots_ensure(mqtt_state_t *st);
 void jn__mqtt_will_free(mqtt_will_t *w);
+/* Publishes |w|. When it is its owner's current will, the owner's saved
+ * copy is written again without it, so that a restart does not publish
+ * it twice. The caller frees |w|. */
 void jn__mqtt_will_publish(jn_mqtt_t *m, mqtt_will_t *w);
 
 /* ---- delivery (deliver.c) ---- */

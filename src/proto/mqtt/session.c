@@ -71,7 +71,7 @@ void jn__mqtt_send_ack(jn_mqtt_session_t *s, uint8_t type, uint16_t pid, uint8_t
 
 jn_mqtt_session_t *jn_mqtt_session_new(jn_mqtt_t *m, const jn_mqtt_transport_t *t, void *tctx, bool loopback)
 {
-    jn_mqtt_session_t *s = calloc(1, sizeof *s);
+    jn_mqtt_session_t *s = jn_pool_calloc(&m->sess_pool);
     if (!s)
         return NULL;
     s->m = m;
@@ -227,12 +227,15 @@ void jn_mqtt_session_closed(jn_mqtt_session_t *s, int reason)
         m->connected--;
         if (m->stats.g_conns)
             m->stats.g_conns->value--;
-        bool publish_will = st->will && (!s->graceful || s->will_anyway) && !m->freeing;
+        bool publish_will = st->will && (!s->graceful || s->will_anyway);
         if (st->will && !publish_will) {
             jn__mqtt_will_free(st->will);
             st->will = NULL;
         }
-        if (publish_will && (st->will->delay == 0 || st->expiry == 0)) {
+        if (publish_will && m->freeing) {
+            /* Shutdown: the will stays in the saved session and goes out
+             * after the restart unless the client is back first (state.c). */
+        } else if (publish_will && (st->will->delay == 0 || st->expiry == 0)) {
             jn__mqtt_will_publish(m, st->will);
             jn__mqtt_will_free(st->will);
             st->will = NULL;
@@ -257,5 +260,5 @@ void jn_mqtt_session_closed(jn_mqtt_session_t *s, int reason)
         free(s->aliases);
     }
     jn_list_remove(&s->node);
-    free(s);
+    jn_pool_free(&m->sess_pool, s);
 }
