@@ -2150,3 +2150,77 @@ int64_t jn_plog_compact(jn_plog_t *log)
     int rewritten;
     return compact(log, &rewritten);
 }
+
+/* ---- producer-state scan (kafka) ----------------------------------------
+ *
+ * The Kafka door rebuilds idempotent producers' sequence state from batch
+ * headers (src/proto/kafka/pstate.c). Only the 61-byte headers are needed,
+ * so the walk reads the segment in chunks and parses headers in place: a
+ * segment of small batches costs one read per chunk, a large batch one
+ * read of its header. Records are never decoded. */
+
+#define HDR_SCAN_CHUNK ((size_t)64 << 10)
+
+int jn_plog_scan_headers(jn_plog_t *log, int64_t from, jn_plog_header_cb cb, void *arg)
+{
+    if (from < jn_plog_start_offset(log) || from > log->end)
+        return JN_ERANGE;
+    size_t si;
+    uint64_t pos;
+    int rc = locate(log, from, &si, &pos);
+    if (rc <= 0)
+        return rc;
+    uint8_t *buf = malloc(HDR_SCAN_CHUNK);
+    if (!buf)
+        return JN_ENOMEM;
+    for (; si < log->nsegs; si++, pos = 0) {
+        const jn_plog_segment_t *seg = log->segs[si];
+        uint64_t buf_pos = 0;
+        size_t buf_len = 0;
+        while (pos < seg->size) {
+            if (buf_len == 0 || pos < buf_pos || pos + JN_BATCH_HEADER_SIZE > buf_pos + buf_len) {
+                size_t want = seg->size - pos < HDR_SCAN_CHUNK ? (size_t)(seg->size - pos) : HDR_SCAN_CHUNK;
+                if (want < JN_BATCH_HEADER_SIZE) {
+                    rc = JN_EIO;
+                    goto fail;
+                }
+                rc = seg_read(log, seg, buf, want, pos);
+                if (rc < 0)
+                    goto fail;
+                buf_pos = pos;
+                buf_len = want;
+            }
+            jn_batch_info_t bi;
+            int prc = jn_batch_parse(buf + (pos - buf_pos), JN_BATCH_HEADER_SIZE, SCAN_MAX, &bi);
+            if (prc < 0 && prc != JN_EPARTIAL) {
+                jn_error("plog %s.log: bad batch header at %" PRIu64, seg->path, pos);
+                rc = JN_EIO;
+                goto fail;
+            }
+            size_t total = jn_batch_total_size(&bi);
+            if (total > seg->size - pos) {
+                rc = JN_EIO;
+                goto fail;
+            }
+            rc = cb(&bi, arg);
+            if (rc != 0)
+                goto fail;
+            pos += total;
+        }
+    }
+    rc = 0;
+fail:
+    free(buf);
+    return rc;
+}
+
+int64_t jn_plog_recent_offset(const jn_plog_t *log, uint64_t max_bytes)
+{
+    size_t i = log->nsegs - 1;
+    uint64_t sum = log->segs[i]->size;
+    while (i > 0 && sum + log->segs[i - 1]->size <= max_bytes) {
+        i--;
+        sum += log->segs[i]->size;
+    }
+    return log->segs[i]->base;
+}

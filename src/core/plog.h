@@ -173,4 +173,24 @@ int64_t jn_plog_compact(jn_plog_t *log);
 /* Forces a roll of the active segment (tests, admin). */
 int jn_plog_roll(jn_plog_t *log);
 
+/* ---- producer-state scan (kafka) ---- */
+
+/* Called with each batch's parsed header; a nonzero return stops the scan
+ * and is returned by jn_plog_scan_headers. Must not modify the log. */
+typedef int (*jn_plog_header_cb)(const jn_batch_info_t *bi, void *arg);
+
+/* Calls |cb| for the header of every batch from the one containing |from|
+ * (or the first after it) up to the end offset, in offset order, tail
+ * buffer included, without reading the records (the Kafka door rebuilds
+ * producer state from these). Returns 0, |cb|'s nonzero return,
+ * JN_ERANGE when |from| is below the start or beyond the end, JN_EIO (a
+ * header that does not parse), JN_ENOMEM. */
+int jn_plog_scan_headers(jn_plog_t *log, int64_t from, jn_plog_header_cb cb, void *arg) JN_MUST_CHECK;
+
+/* Where a bounded scan of the newest data starts: the base offset of the
+ * oldest segment such that it and every later segment together hold at
+ * most |max_bytes| bytes, and at least the active segment's base (so the
+ * bound is max(|max_bytes|, the active segment's size)). */
+int64_t jn_plog_recent_offset(const jn_plog_t *log, uint64_t max_bytes);
+
 #endif

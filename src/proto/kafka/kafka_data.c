@@ -1,6 +1,7 @@
 /* kafka_data.c - the data path of the Kafka door: Metadata (with topic
  * auto-creation), Produce (batches appended as received; idempotent
- * producers' sequence checks), Fetch (long-polling, records sent from the
+ * producers' sequence checks, their state kept across restarts through
+ * pstate.c), Fetch (long-polling, records sent from the
  * segment files with jn_conn_sendfile), ListOffsets and InitProducerId.
  *
  * Produced batches are stored byte for byte, compressed ones included; the
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/clock.h"
 #include "../../common/hash.h"
 #include "../../common/log.h"
 
@@ -101,58 +103,143 @@ void jn__kafka_metadata(kconn_t *kc, const jn_kafka_metadata_req_t *req)
     jn__kafka_end(kc, &w, mark);
 }
 
-/* ---- idempotent producers ---- */
+/* ---- idempotent producers ----
+ *
+ * The state per (stream, partition) lives in pstate.c. It is rebuilt
+ * lazily, on the first idempotent batch a partition gets after start, from
+ * its snapshot in the KAFKA_PSTATE_TABLE table and the batch headers after
+ * it (bounded: see jn_kps_rebuild). A snapshot is written when the
+ * partition's log has rolled a segment since the last one (checked after
+ * each idempotent append) and for every loaded partition at graceful
+ * shutdown. Why a table and not files: the door has no directory of its
+ * own, and the table is a compacted log like every other piece of durable
+ * state; a snapshot lost or stale there only costs a longer scan, since a
+ * snapshot is used only when its anchor batch is still in the log. */
 
-struct kseq {
-    kseq_t *next;
-    int64_t pid;
-    int16_t epoch;
-    uint32_t partition;
+struct kpart {
+    kpart_t *next;
     char *stream;
-    int n;    /* cached batches */
-    int head; /* next slot */
-    struct {
-        int32_t first_seq, last_seq;
-        int64_t base_offset;
-    } batches[KAFKA_SEQ_CACHE];
-    int32_t last_seq;
+    uint32_t partition;
+    jn_plog_t *log; /* the log the state describes: another one (stream deleted
+                     * and created again) means rebuilding */
+    jn_kps_t ps;
+    int64_t segs;   /* the log's segment count at the last snapshot or rebuild */
 };
 
 #define SEQ_BUCKETS 1024
 #define SEQ_MAX 200000 /* tracked (producer, partition) pairs */
+#define SNAP_KEY_MAX (JN_STREAM_NAME_MAX + 16)
 
-static size_t seq_bucket(int64_t pid, const char *stream, uint32_t part)
+static size_t seq_bucket(const char *stream, uint32_t part)
 {
     uint64_t h = jn_fnv1a(stream, strlen(stream));
-    h ^= (uint64_t)pid * 0x9E3779B97F4A7C15ull;
     h ^= part * 0xC2B2AE3D27D4EB4Full;
     return (size_t)(h % SEQ_BUCKETS);
 }
 
-static kseq_t *seq_find(jn_kafka_t *k, int64_t pid, const char *stream, uint32_t part, bool create)
+/* "<stream>/<partition>": stream names have no '/'. */
+static size_t snap_key(const kpart_t *e, char *key)
 {
-    size_t b = seq_bucket(pid, stream, part);
-    for (kseq_t *e = k->seq[b]; e; e = e->next)
-        if (e->pid == pid && e->partition == part && strcmp(e->stream, stream) == 0)
-            return e;
-    if (!create || k->seq_count >= SEQ_MAX)
-        return NULL;
-    kseq_t *e = calloc(1, sizeof *e);
-    if (!e)
-        return NULL;
-    e->stream = strdup(stream);
-    if (!e->stream) {
-        free(e);
-        return NULL;
+    int n = snprintf(key, SNAP_KEY_MAX, "%s/%" PRIu32, e->stream, e->partition);
+    return n > 0 && n < SNAP_KEY_MAX ? (size_t)n : 0;
+}
+
+static int pstate_table(jn_broker_t *b)
+{
+    if (jn_broker_stream_find(b, KAFKA_PSTATE_TABLE, strlen(KAFKA_PSTATE_TABLE)))
+        return 0;
+    jn_plog_config_t pc;
+    jn_plog_config_default(&pc);
+    pc.compact = true;
+    pc.fsync = JN_FSYNC_INTERVAL; /* a lost snapshot only means a longer scan */
+    pc.retention_ms = -1;
+    jn_stream_t *s;
+    int rc = jn_broker_stream_create(b, KAFKA_PSTATE_TABLE, 1, &pc, &s);
+    return rc == JN_EEXIST ? 0 : rc;
+}
+
+/* Writes the snapshot of |e| (dropping expired producers first). */
+static void snapshot_write(jn_kafka_t *k, kpart_t *e)
+{
+    char key[SNAP_KEY_MAX];
+    size_t klen = snap_key(e, key);
+    e->segs = jn_plog_segment_count(e->log);
+    jn_kps_expire(&e->ps, jn_wall_ms(), JN_KPS_EXPIRY_MS);
+    jn_buf_t out;
+    jn_buf_init(&out, JN_KPS_SNAPSHOT_MAX);
+    int rc = klen ? jn_kps_snapshot(&e->ps, e->log, &out) : JN_EINVAL;
+    if (rc == 0)
+        rc = pstate_table(k->broker);
+    if (rc == 0)
+        rc = jn_broker_table_put(k->broker, KAFKA_PSTATE_TABLE, (const uint8_t *)key, klen, out.data, out.len,
+                                 "application/octet-stream", NULL);
+    if (rc < 0 && rc != JN_ENOENT)
+        jn_warn("kafka: producer state snapshot of %s/%" PRIu32 " not written (%s)", e->stream, e->partition,
+                jn_strerror(rc));
+    jn_buf_free(&out);
+}
+
+static void rebuild(jn_kafka_t *k, kpart_t *e)
+{
+    char key[SNAP_KEY_MAX];
+    size_t klen = snap_key(e, key);
+    jn_buf_t v;
+    jn_buf_init(&v, JN_KPS_SNAPSHOT_MAX);
+    bool have = klen && jn_broker_stream_find(k->broker, KAFKA_PSTATE_TABLE, strlen(KAFKA_PSTATE_TABLE)) &&
+                jn_broker_table_get(k->broker, KAFKA_PSTATE_TABLE, (const uint8_t *)key, klen, &v, NULL, 0, NULL,
+                                    NULL) == 0;
+    jn_kps_rebuild_info_t info;
+    int rc = jn_kps_rebuild(&e->ps, e->log, have ? v.data : NULL, have ? v.len : 0, JN_KPS_SCAN_BYTES,
+                            jn_wall_ms(), JN_KPS_EXPIRY_MS, &info);
+    if (rc < 0)
+        jn_warn("kafka: producer state of %s/%" PRIu32 " not rebuilt (%s): sequences unchecked until known",
+                e->stream, e->partition, jn_strerror(rc));
+    else
+        jn_log(have && !info.snapshot_used ? JN_LOG_INFO : JN_LOG_DEBUG, "kafka: producer state of %s/%" PRIu32 ": %zu producers (snapshot %s, %" PRId64
+                " batch headers read from offset %" PRId64 ")",
+                e->stream, e->partition, jn_kps_count(&e->ps),
+                info.snapshot_used ? "used" : have ? "stale, ignored" : "none", info.batches, info.scanned_from);
+    e->segs = jn_plog_segment_count(e->log);
+    jn_buf_free(&v);
+}
+
+/* The state of |s|/|part|, rebuilt first if it is not loaded yet (or
+ * describes another log). NULL without memory: batches go unchecked. */
+static kpart_t *part_state(jn_kafka_t *k, jn_stream_t *s, uint32_t part)
+{
+    const char *stream = jn_stream_name(s);
+    jn_plog_t *log = jn_stream_plog(s, part);
+    size_t b = seq_bucket(stream, part);
+    kpart_t *e = k->seq[b];
+    while (e && (e->partition != part || strcmp(e->stream, stream) != 0))
+        e = e->next;
+    if (e && e->log == log)
+        return e;
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        if (!e)
+            return NULL;
+        e->stream = strdup(stream);
+        if (!e->stream) {
+            free(e);
+            return NULL;
+        }
+        e->partition = part;
+        jn_kps_init(&e->ps, &k->seq_count, SEQ_MAX);
+        e->next = k->seq[b];
+        k->seq[b] = e;
     }
-    e->pid = pid;
-    e->partition = part;
-    e->epoch = -1;
-    e->last_seq = -1;
-    e->next = k->seq[b];
-    k->seq[b] = e;
-    k->seq_count++;
+    e->log = log;
+    rebuild(k, e);
     return e;
+}
+
+/* A segment rolled since the last snapshot: take one, so that a restart
+ * reads at most about one segment of headers. */
+static void maybe_snapshot(jn_kafka_t *k, kpart_t *e)
+{
+    if (jn_plog_segment_count(e->log) != e->segs)
+        snapshot_write(k, e);
 }
 
 void jn__kafka_seq_free(jn_kafka_t *k)
@@ -160,55 +247,20 @@ void jn__kafka_seq_free(jn_kafka_t *k)
     if (!k->seq)
         return;
     for (size_t i = 0; i < SEQ_BUCKETS; i++) {
-        kseq_t *e = k->seq[i];
+        kpart_t *e = k->seq[i];
         while (e) {
-            kseq_t *n = e->next;
+            kpart_t *n = e->next;
+            /* Only while the stream still has this very log. */
+            jn_stream_t *s = k->broker ? jn_broker_stream_find(k->broker, e->stream, strlen(e->stream)) : NULL;
+            if (s && e->partition < jn_stream_partitions(s) && jn_stream_plog(s, e->partition) == e->log)
+                snapshot_write(k, e);
+            jn_kps_free(&e->ps);
             free(e->stream);
             free(e);
             e = n;
         }
         k->seq[i] = NULL;
     }
-}
-
-/* Checks a batch against the producer's state. Returns 0 to append, 1
- * when it duplicates a cached batch (*dup_offset set), or a Kafka error. */
-static int seq_check(kseq_t *e, const jn_batch_info_t *bi, int64_t *dup_offset)
-{
-    if (e->epoch < 0)
-        return 0; /* first batch seen (or state lost at restart): accept */
-    if (bi->producer_epoch < e->epoch)
-        return -JN_KERR_INVALID_PRODUCER_EPOCH;
-    if (bi->producer_epoch > e->epoch)
-        return bi->base_sequence == 0 ? 0 : -JN_KERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
-    int32_t last = bi->base_sequence + bi->last_offset_delta;
-    for (int i = 0; i < e->n; i++) {
-        if (e->batches[i].first_seq == bi->base_sequence && e->batches[i].last_seq == last) {
-            *dup_offset = e->batches[i].base_offset;
-            return 1;
-        }
-    }
-    int32_t expected = e->last_seq == INT32_MAX ? 0 : e->last_seq + 1;
-    if (bi->base_sequence == expected)
-        return 0;
-    if (bi->base_sequence < expected && bi->base_sequence >= 0)
-        return -JN_KERR_DUPLICATE_SEQUENCE_NUMBER;
-    return -JN_KERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
-}
-
-static void seq_record(kseq_t *e, const jn_batch_info_t *bi, int64_t base)
-{
-    if (bi->producer_epoch != e->epoch) {
-        e->epoch = bi->producer_epoch;
-        e->n = e->head = 0;
-    }
-    e->batches[e->head].first_seq = bi->base_sequence;
-    e->batches[e->head].last_seq = bi->base_sequence + bi->last_offset_delta;
-    e->batches[e->head].base_offset = base;
-    e->head = (e->head + 1) % KAFKA_SEQ_CACHE;
-    if (e->n < KAFKA_SEQ_CACHE)
-        e->n++;
-    e->last_seq = bi->base_sequence + bi->last_offset_delta;
 }
 
 /* ---- Produce ---- */
@@ -302,6 +354,7 @@ static int16_t produce_partition(kconn_t *kc, jn_stream_t *s, uint32_t part, con
     const jn_plog_config_t *pc = jn_stream_config(s);
     size_t off = 0;
     bool first = true;
+    kpart_t *touched = NULL;
     if (len == 0)
         return JN_KERR_CORRUPT_MESSAGE;
     while (off < len) {
@@ -315,11 +368,11 @@ static int16_t produce_partition(kconn_t *kc, jn_stream_t *s, uint32_t part, con
             return sz == JN_ETOOBIG ? JN_KERR_MESSAGE_TOO_LARGE : JN_KERR_CORRUPT_MESSAGE;
         if (bi.attributes & JN_BATCH_TRANSACTIONAL)
             return JN_KERR_INVALID_RECORD; /* transactions are not supported */
-        kseq_t *e = NULL;
-        if (bi.producer_id >= 0 && bi.base_sequence >= 0) {
-            e = seq_find(kc->k, bi.producer_id, jn_stream_name(s), part, true);
+        kpart_t *e = NULL;
+        if (jn_kps_tracked(&bi)) {
+            e = part_state(kc->k, s, part);
             int64_t dup = -1;
-            int c = e ? seq_check(e, &bi, &dup) : 0;
+            int c = e ? jn_kps_check(&e->ps, &bi, &dup) : 0;
             if (c < 0)
                 return (int16_t)-c;
             if (c == 1) {
@@ -334,14 +387,20 @@ static int16_t produce_partition(kconn_t *kc, jn_stream_t *s, uint32_t part, con
         int64_t b = jn_broker_append_batch(kc->k->broker, s, part, p + off, (size_t)sz);
         if (b < 0)
             return kafka_error_of((int)b);
-        if (e)
-            seq_record(e, &bi, b);
+        if (e) {
+            /* Past the cap (or without memory) the producer goes untracked:
+             * its batches are accepted unchecked, as before it was known. */
+            if (jn_kps_record(&e->ps, &bi, b, jn_wall_ms()) == 0)
+                touched = e;
+        }
         if (first)
             *base = b;
         *last = b + bi.last_offset_delta;
         first = false;
         off += (size_t)sz;
     }
+    if (touched)
+        maybe_snapshot(kc->k, touched);
     return 0;
 }
 

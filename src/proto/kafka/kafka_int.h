@@ -8,16 +8,17 @@
 #include "codec.h"
 #include "group.h"
 #include "kafka.h"
+#include "pstate.h"
 
 #define KAFKA_ARENA_MAX (64u << 20)      /* decoded arrays of one request */
 #define KAFKA_FETCH_RESPONSE_MAX (64u << 20)
 #define KAFKA_OUT_MAX (160u << 20)       /* a connection's queued output */
-#define KAFKA_SEQ_CACHE 5                /* batches remembered per producer/partition */
 #define KAFKA_PID_BLOCK 1000             /* producer ids reserved per durable write */
 #define KAFKA_PID_TABLE "_kafka_producer_ids"
+#define KAFKA_PSTATE_TABLE "_kafka_producer_state" /* producer state snapshots */
 #define KAFKA_IDLE_MS 600000
 
-typedef struct kseq kseq_t;
+typedef struct kpart kpart_t;
 
 struct jn_kafka {
     jn_kafka_config_t cfg;
@@ -34,8 +35,8 @@ struct jn_kafka {
     jn_list_t parked;     /* connections with a parked Fetch */
     int64_t next_pid;     /* next producer id to hand out */
     int64_t pid_limit;    /* first id not yet reserved durably */
-    kseq_t **seq;         /* (producer, stream, partition) -> sequence state */
-    size_t seq_count;
+    kpart_t **seq;        /* (stream, partition) -> idempotent producers' state */
+    size_t seq_count;     /* producers tracked over all partitions (capped) */
 };
 
 enum kpark {
@@ -124,6 +125,8 @@ void jn__kafka_init_producer_id(kconn_t *kc, const jn_kafka_init_producer_id_req
 void jn__kafka_produce_cancel(kconn_t *kc);
 /* The connection closes: a parked OffsetCommit's waiter must not fire. */
 void jn__kafka_offset_commit_cancel(kconn_t *kc);
+/* The door closes: snapshots the producer state of every partition loaded
+ * (graceful shutdown; the broker is still open), then frees it all. */
 void jn__kafka_seq_free(jn_kafka_t *k);
 
 void jn__kafka_find_coordinator(kconn_t *kc, const jn_kafka_find_coordinator_req_t *req);
