@@ -1,5 +1,7 @@
 // app.js - the Junction console: polls /v1/streams, /v1/stats and
 // /v1/groups, tails a filter over SSE (/v1/events) and publishes over REST.
+// The Webhooks view (#webhooks) lists /v1/webhooks endpoints with their
+// recent attempts, and retries, enables and disables through the same API.
 // No framework and no build step; DOM is built with textContent only, so a
 // record's bytes can never become markup.
 
@@ -374,6 +376,161 @@ $('pub-form').addEventListener('submit', async (e) => {
   }
 });
 
+// ---- webhooks view: endpoints, their attempts, retry / enable / disable ----
+// Polled only while the view is shown. Attempt records come from
+// GET /v1/webhooks/{id}/attempts (docs/webhooks.md): an aggregated record
+// of successes has a count and every webhook_id.
+const ATTEMPTS_SHOWN = 50;
+const wh = { selected: '', timer: 0 };
+
+function whTime(ms) {
+  const t = new Date(ms);
+  return t.toLocaleDateString('en-CA') + ' ' + t.toLocaleTimeString('en-GB', { hour12: false }) + '.' +
+    String(t.getMilliseconds()).padStart(3, '0');
+}
+function whSay(ok, text) {
+  const r = $('wh-result');
+  r.className = 'result ' + (ok ? 'ok' : 'err');
+  r.textContent = (ok ? '✓ ' : '✗ ') + text;
+}
+// Sends one action to the webhooks API and reports its outcome.
+async function whAction(path, method, body, done) {
+  try {
+    const r = await api(path, { method, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    const j = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(j.message || String(r.status));
+    whSay(true, done(j));
+  } catch (err) {
+    whSay(false, err.message);
+  }
+  pollWebhooks().catch(whFail);
+}
+function whButton(text, title, onClick) {
+  const b = el('button', 'ghost small', text);
+  b.type = 'button';
+  b.title = title;
+  b.addEventListener('click', (e) => {
+    e.stopPropagation();
+    onClick();
+  });
+  return b;
+}
+function whState(ep) {
+  const st = ep.status || {};
+  const td = el('td', 'wh-state');
+  if (ep.disabled) {
+    td.append(el('span', 'badge paused', 'disabled'));
+    if (ep.disabled_reason) td.append(el('div', 'hint', ep.disabled_reason));
+  } else if (st.failing_since) {
+    td.append(el('span', 'badge bad', 'failing'));
+    td.append(el('div', 'hint', 'since ' + whTime(st.failing_since)));
+  } else {
+    td.append(el('span', 'badge on', 'enabled'));
+  }
+  return td;
+}
+async function pollWebhooks() {
+  const { webhooks } = await getJSON('/v1/webhooks');
+  const tbody = $('webhooks').tBodies[0];
+  tbody.replaceChildren();
+  if (!webhooks.some((e) => e.id === wh.selected)) wh.selected = webhooks.length ? webhooks[0].id : '';
+  for (const ep of webhooks) {
+    const st = ep.status || {};
+    const tr = el('tr', 'endpoint' + (ep.id === wh.selected ? ' open' : ''));
+    tr.dataset.id = ep.id;
+    const name = el('td', 'name');
+    name.append(el('div', 'wh-id', ep.id), el('div', 'wh-url', ep.url));
+    if (ep.description) name.append(el('div', 'hint', ep.description));
+    const actions = el('td', 'wh-actions');
+    actions.append(ep.disabled
+      ? whButton('Enable', 'PATCH {"disabled": false}: resume from its progress', () =>
+        whAction('/v1/webhooks/' + encodeURIComponent(ep.id), 'PATCH', { disabled: false }, () => `${ep.id} enabled`))
+      : whButton('Disable', 'PATCH {"disabled": true}', () =>
+        whAction('/v1/webhooks/' + encodeURIComponent(ep.id), 'PATCH', { disabled: true }, () => `${ep.id} disabled`)));
+    tr.append(name, el('td', 'mono', ep.filter), whState(ep), el('td', 'num', num(st.delivered || 0)),
+      el('td', 'num' + (st.failed_attempts ? ' lag-n' : ''), num(st.failed_attempts || 0)),
+      el('td', 'num' + (st.dead_lettered ? ' lag-n' : ''), num(st.dead_lettered || 0)),
+      el('td', 'num', num(st.pending || 0)), el('td', 'num', num(st.lag || 0)), actions);
+    tr.addEventListener('click', () => {
+      wh.selected = ep.id;
+      pollWebhooks().catch(whFail);
+    });
+    tbody.append(tr);
+  }
+  $('webhooks-empty').hidden = webhooks.length > 0;
+  await pollAttempts();
+}
+async function pollAttempts() {
+  const panel = $('attempts-panel');
+  if (!wh.selected) {
+    panel.hidden = true;
+    return;
+  }
+  const id = wh.selected;
+  const { attempts } = await getJSON(`/v1/webhooks/${encodeURIComponent(id)}/attempts?limit=${ATTEMPTS_SHOWN}`);
+  if (id !== wh.selected) return; // another endpoint was picked meanwhile
+  panel.hidden = false;
+  $('attempts-ep').textContent = id;
+  const tbody = $('attempts').tBodies[0];
+  tbody.replaceChildren();
+  for (const a of attempts) {
+    const count = a.count || 1;
+    const tr = el('tr', 'attempt ' + (a.result || ''));
+    tr.dataset.seq = String(a.seq);
+    const msg = el('td', 'mono', a.webhook_id);
+    if (count > 1) {
+      msg.append(el('div', 'hint', `+ ${num(count - 1)} more delivered together`));
+      msg.title = (a.webhook_ids || []).join('\n');
+    }
+    if (a.manual) msg.append(el('div', 'hint', 'manual'));
+    const lat = count > 1 ? `${a.latency_ms.toFixed(1)} ms avg · ${a.latency_ms_max.toFixed(1)} max`
+      : `${Number(a.latency_ms).toFixed(1)} ms`;
+    const res = el('td', '');
+    res.append(el('span', 'badge ' + (a.result === 'delivered' ? 'on' : a.result === 'retry' ? 'paused' : 'bad'),
+      a.result));
+    if (a.result === 'retry' && a.next_attempt_in_ms >= 0)
+      res.append(el('div', 'hint', `retry ${(a.next_attempt_in_ms / 1000).toFixed(1)} s later`));
+    if (a.redirects) {
+      const r = el('div', 'hint', `${a.redirects} redirect${a.redirects === 1 ? '' : 's'}`);
+      if (a.url) r.title = a.url;
+      res.append(r);
+    }
+    const detail = el('td', 'wh-detail');
+    if (a.error) detail.append(el('div', 'wh-error', a.error));
+    if (a.response) detail.append(el('pre', 'wh-resp', a.response));
+    const act = el('td', 'wh-actions');
+    if (count === 1 && a.webhook_id)
+      act.append(whButton('Retry', 'POST /v1/webhooks/{id}/retry: send this message again', () =>
+        whAction(`/v1/webhooks/${encodeURIComponent(id)}/retry`, 'POST', { message_id: a.webhook_id },
+          (j) => `${a.webhook_id} queued (${j.queued ?? 1})`)));
+    tr.append(el('td', 'mono nowrap', whTime(a.time)), msg, el('td', 'num', String(a.attempt)),
+      el('td', 'num' + (a.status >= 200 && a.status < 300 ? '' : ' lag-n'), a.status ? String(a.status) : '—'),
+      el('td', 'num nowrap', lat), res, detail, act);
+    tbody.append(tr);
+  }
+  $('attempts-empty').hidden = attempts.length > 0;
+}
+function whFail(e) {
+  if (String(e.message) === 'unauthorized') return;
+  whSay(false, 'cannot read /v1/webhooks: ' + e.message + ' (an admin token is needed)');
+}
+
+// ---- views: the overview and the webhooks view, by the URL's hash ----
+function showView() {
+  const view = location.hash === '#webhooks' ? 'webhooks' : 'overview';
+  for (const m of document.querySelectorAll('main[data-view]')) m.hidden = m.dataset.view !== view;
+  for (const t of document.querySelectorAll('.tab')) t.classList.toggle('active', t.dataset.view === view);
+  clearInterval(wh.timer);
+  wh.timer = 0;
+  if (view === 'webhooks') {
+    pollWebhooks().catch(whFail);
+    wh.timer = setInterval(() => pollWebhooks().catch(whFail), POLL_MS);
+  } else {
+    chart.draw(); // its canvas had no size while hidden
+  }
+}
+window.addEventListener('hashchange', showView);
+
 // ---- start ----
 applyTheme(localStorage.getItem('junction.theme') || '');
 $('token-input').value = token;
@@ -384,3 +541,4 @@ setInterval(refresh, POLL_MS);
 setInterval(() => pollStats().catch(fail), STATS_MS);
 // Start tailing everything from now: the console opens on a live view.
 $('tail-form').requestSubmit();
+showView();

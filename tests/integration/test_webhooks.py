@@ -349,14 +349,116 @@ def test_timeout_and_ssrf_refusal(make_server, receivers):
     assert all("imeout" in x["error"] for x in a), a
 
 
-def test_redirect_is_a_failure(make_server, receivers):
+def redirector(routes):
+    """A receiver behaviour: |routes| maps a path to (status, Location);
+    other paths answer 204."""
+    def behave(n, req):
+        if req["path"] in routes:
+            status, loc = routes[req["path"]]
+            return status, b"", 0, {"Location": loc}
+        return 204, b"", 0, {}
+    return behave
+
+
+def test_redirects_stay_signed_posts(make_server, receivers):
+    """307 and 302 (and 303) are followed; the request stays a POST with
+    its body and signature headers, and the attempt records the hops."""
     server = make_server(ALLOW)
-    rx = receivers(lambda n, req: (302, b"", 0, {"Location": "http://169.254.169.254/"}))
-    ep = create(server, url=rx.url, filter="redir/#", retry_schedule=[])
+    rx = receivers()
+    base = rx.url.rsplit("/", 1)[0]
+    rx.behave = redirector({"/r307": (307, "/final"), "/r302": (302, base + "/final"),
+                            "/r303": (303, "/r307")})
+    eps = {}
+    for code in ("307", "302", "303"):
+        eps[code] = create(server, url=f"{base}/r{code}", filter=f"redir{code}/#", retry_schedule=[])
+        publish(server, f"redir{code}/1", b"body-" + code.encode())
+    got = rx.wait(lambda r: len([x for x in r if x["path"] == "/final"]) >= 3)
+    finals = [x for x in got if x["path"] == "/final"]
+    for code, ep in eps.items():
+        body = b"body-" + code.encode()
+        hops = [x for x in got if x["body"] == body]
+        # only POSTs are recorded by the receiver: every hop was one
+        assert [x["path"] for x in hops] == {"307": ["/r307", "/final"], "302": ["/r302", "/final"],
+                                             "303": ["/r303", "/r307", "/final"]}[code]
+        final = [x for x in finals if x["body"] == body][0]
+        assert final["headers"]["webhook-id"] == hops[0]["headers"]["webhook-id"]
+        assert sw_verify(ep["secret"], final), final["headers"]
+        assert final["headers"]["content-type"] == "text/plain"
+        a = wait_attempts(server, ep["id"], lambda a: len(a) >= 1)
+        assert a[0]["result"] == "delivered" and a[0]["status"] == 204, a[0]
+        assert a[0]["redirects"] == len(hops) - 1 and a[0]["url"] == base + "/final", a[0]
+    assert create(server, url=rx.url, filter="x/#")["max_redirects"] == 5
+
+
+def test_redirect_loop_and_limits(make_server, receivers):
+    server = make_server(ALLOW)
+    rx = receivers()
+    base = rx.url.rsplit("/", 1)[0]
+    rx.behave = redirector({"/loop": (302, "/loop"), "/two": (307, "/two2"), "/two2": (307, "/final")})
+    ep = create(server, url=base + "/loop", filter="loop/#", retry_schedule=[50])
+    publish(server, "loop/1", b"x")
+    a = wait_attempts(server, ep["id"], lambda a: len(a) >= 2)
+    assert [x["result"] for x in a] == ["retry", "dead_letter"], a
+    for x in a:
+        assert x["error"] == "too many redirects (5)" and x["status"] == 302, x
+        assert x["redirects"] == 5, x
+    assert len(rx.got()) == 12  # 1 + 5 hops, twice
+    dlq = [r for r in read_stream(server, "webhooks.dlq") if r["subject"] == "webhooks.dlq/" + ep["id"]]
+    assert len(dlq) == 1
+
+    # max_redirects bounds the hops; 0 never follows
+    ep1 = create(server, url=base + "/two", filter="two1/#", retry_schedule=[], max_redirects=1)
+    ep2 = create(server, url=base + "/two", filter="two2/#", retry_schedule=[], max_redirects=2)
+    ep0 = create(server, url=base + "/two", filter="two0/#", retry_schedule=[], max_redirects=0)
+    for f in ("two1", "two2", "two0"):
+        publish(server, f + "/1", b"x")
+    a = wait_attempts(server, ep1["id"], lambda a: len(a) >= 1)
+    assert a[0]["error"] == "too many redirects (1)", a[0]
+    a = wait_attempts(server, ep2["id"], lambda a: len(a) >= 1)
+    assert a[0]["result"] == "delivered" and a[0]["redirects"] == 2, a[0]
+    a = wait_attempts(server, ep0["id"], lambda a: len(a) >= 1)
+    assert a[0]["status"] == 307 and "not followed" in a[0]["error"] and "redirects" not in a[0], a[0]
+    r = server.post("/v1/webhooks", json={"url": rx.url, "filter": "y/#", "max_redirects": 21})
+    assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("target, rule", [("http://10.255.255.1/", "private"),
+                                          ("http://169.254.169.254/latest/meta-data", "metadata"),
+                                          ("http://[::1]:1/", "loopback")])
+def test_redirect_to_refused_address(make_server, receivers, target, rule):
+    """The SSRF rules apply to every hop: the redirect target is refused
+    before any connection (the refusal comes from the socket callback,
+    so no connect is attempted and the attempt does not wait for one)."""
+    server = make_server(ALLOW)
+    rx = receivers(redirector({"/hook": (302, target)}))
+    ep = create(server, url=rx.url, filter="redir/#", retry_schedule=[], timeout_ms=60000)
     publish(server, "redir/1", b"x")
     a = wait_attempts(server, ep["id"], lambda a: len(a) >= 1)
-    assert a[0]["status"] == 302 and "redirect" in a[0]["error"]
+    assert a[0]["result"] == "dead_letter", a[0]
+    assert f"is a {rule} address" in a[0]["error"] and "after a redirect to" in a[0]["error"], a[0]
+    assert a[0]["redirects"] == 1 and a[0]["latency_ms"] < 10000, a[0]
     assert len(rx.got()) == 1
+
+
+def test_redirect_host_exemption_is_per_hop(make_server, receivers):
+    """A host-name entry of the allow list exempts that host only: a
+    redirect from it to another name of the same address (an open
+    connection to it is in curl's cache) is checked again and refused."""
+    server = make_server(["--webhooks.allow_hosts", "localhost"])
+    rx = receivers()
+    port = rx.httpd.server_address[1]
+    rx.behave = redirector({"/other": (307, f"http://127.0.0.1:{port}/final"),
+                            "/same": (307, f"http://localhost:{port}/final")})
+    ok = create(server, url=f"http://localhost:{port}/same", filter="same/#", retry_schedule=[])
+    publish(server, "same/1", b"x")
+    a = wait_attempts(server, ok["id"], lambda a: len(a) >= 1)
+    assert a[0]["result"] == "delivered" and a[0]["redirects"] == 1, a[0]
+    bad = create(server, url=f"http://localhost:{port}/other", filter="other/#", retry_schedule=[])
+    publish(server, "other/1", b"x")
+    a = wait_attempts(server, bad["id"], lambda a: len(a) >= 1)
+    assert a[0]["result"] == "dead_letter", a[0]
+    assert "127.0.0.1 is a loopback address" in a[0]["error"], a[0]
+    assert [x["path"] for x in rx.got()] == ["/same", "/final", "/other"]
 
 
 def test_ordering_per_key(make_server, receivers):

@@ -3,8 +3,12 @@
 // console, waits for the live tail, publishes a record over REST and waits
 // for it to appear in the tail, checks that the streams table and the door
 // table filled, saves a screenshot (light, and a -dark variant) and fails
-// on any console error or page error. Prints one JSON line.
+// on any console error or page error. Then the Webhooks view: one endpoint
+// delivering to a receiver run here on loopback (the server must allow
+// 127.0.0.1 in webhooks.allow_hosts), its attempts table, Retry, Disable
+// and Enable (screenshot -webhooks). Prints one JSON line.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -13,6 +17,7 @@ const [base, shot] = process.argv.slice(2);
 const profile = mkdtempSync(join(tmpdir(), 'junction-chromium-'));
 const errors = [];
 let browser;
+let receiver;
 try {
   // A fresh --user-data-dir: playwright passes |profile| as that flag.
   browser = await chromium.launchPersistentContext(profile, {
@@ -91,14 +96,85 @@ try {
   await page.waitForTimeout(300);
   await page.screenshot({ path: shot.replace(/\.png$/, '-dark.png'), fullPage: true });
 
+  // ---- Webhooks view ----
+  // The receiver accepts every message but those whose body says "fail".
+  const got = [];
+  receiver = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString();
+      got.push(body);
+      if (body.includes('fail')) {
+        res.writeHead(500, { 'Content-Type': 'text/plain' });
+        res.end('receiver says no');
+      } else {
+        res.writeHead(204);
+        res.end();
+      }
+    });
+  });
+  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+  const rxUrl = `http://127.0.0.1:${receiver.address().port}/hook`;
+  const cr = await fetch(`${base}/v1/webhooks`, {
+    method: 'POST',
+    body: JSON.stringify({ url: rxUrl, filter: 'hooks/#', retry_schedule: [600000], description: 'console test' }),
+  });
+  if (cr.status !== 201) throw new Error('create webhook: ' + cr.status + ' ' + (await cr.text()));
+  const ep = await cr.json();
+  await pub('hooks/ok', JSON.stringify({ n: 1 }));
+  await pub('hooks/bad', JSON.stringify({ n: 2, fail: true }));
+  await page.click('#theme-btn'); // back to light
+  await page.click('#tab-webhooks');
+  await page.waitForSelector(`#webhooks tbody tr.endpoint[data-id="${ep.id}"]`, { timeout: 10000 });
+  // Both attempts in the table: the delivery and the failure with its
+  // status, response excerpt and error.
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#attempts tbody tr.attempt')];
+    return rows.some((r) => r.classList.contains('delivered')) && rows.some((r) => r.classList.contains('retry'));
+  }, null, { timeout: 15000 });
+  const failRow = await page.textContent('#attempts tbody tr.attempt.retry');
+  for (const want of ['500', 'receiver says no', 'HTTP 500', 'retry', 'msg_'])
+    if (!failRow.includes(want)) throw new Error(`attempt row lacks ${want}: ${failRow}`);
+  const okRow = await page.textContent('#attempts tbody tr.attempt.delivered');
+  if (!okRow.includes('delivered') || !okRow.includes('ms')) throw new Error('delivered row: ' + okRow);
+  const epRow = await page.textContent(`#webhooks tbody tr.endpoint[data-id="${ep.id}"]`);
+  if (!epRow.includes(rxUrl) || !epRow.includes('hooks/#') || !epRow.includes('failing'))
+    throw new Error('endpoint row: ' + epRow);
+
+  // Retry the failed message by hand: a manual attempt is recorded.
+  await page.click('#attempts tbody tr.attempt.retry button');
+  await page.waitForFunction(() => document.getElementById('wh-result').textContent.startsWith('✓'), null, { timeout: 10000 });
+  await page.waitForFunction(() => [...document.querySelectorAll('#attempts tbody tr.attempt .hint')]
+    .some((e) => e.textContent === 'manual'), null, { timeout: 15000 });
+  if (got.filter((b) => b.includes('fail')).length < 2) throw new Error('manual retry not received: ' + got);
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: shot.replace(/\.png$/, '-webhooks.png'), fullPage: true });
+
+  // Disable, then enable again, from the endpoint row.
+  const epSel = `#webhooks tbody tr.endpoint[data-id="${ep.id}"]`;
+  await page.click(`${epSel} button`);
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('disabled'), epSel, { timeout: 10000 });
+  const stored = await (await fetch(`${base}/v1/webhooks/${ep.id}`)).json();
+  if (stored.disabled !== true) throw new Error('not disabled: ' + JSON.stringify(stored));
+  await page.click(`${epSel} button`);
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('Disable'), epSel, { timeout: 10000 });
+  const again = await (await fetch(`${base}/v1/webhooks/${ep.id}`)).json();
+  if (again.disabled !== false) throw new Error('not enabled: ' + JSON.stringify(again));
+  // Back to the overview: it is still live.
+  await page.click('#tab-overview');
+  await page.waitForSelector('#streams tbody tr.stream');
+
   if (errors.length) throw new Error(errors.join('\n'));
   console.log(JSON.stringify({ ok: true, record: pos, screenshot: shot }));
+  receiver.close();
   await browser.close();
   rmSync(profile, { recursive: true, force: true });
   process.exit(0);
 } catch (e) {
   console.log(JSON.stringify({ ok: false, error: String(e && e.stack || e), errors }));
   if (browser) await browser.close().catch(() => {});
+  if (receiver) receiver.close();
   rmSync(profile, { recursive: true, force: true });
   process.exit(1);
 }

@@ -22,8 +22,13 @@
  * uv_poll_t, CURLMOPT_TIMERFUNCTION to one uv_timer_t. DNS uses curl's
  * threaded resolver, off the loop. Every connection's address passes the
  * SSRF rules in the CURLOPT_OPENSOCKETFUNCTION callback, i.e. after
- * resolution, on the address actually connected to. Redirects are not
- * followed: a 3xx is a failed attempt.
+ * resolution, on the address actually connected to. That includes the
+ * connections of redirect hops: curl opens a new connection for every
+ * host a redirect names (a cached connection is reused only for the same
+ * host name and port), and the host-name exemptions of the allow list are
+ * judged on the host of the current hop. Redirects are followed up to the
+ * endpoint's max_redirects, http/https only, and stay POSTs with their
+ * body (CURL_REDIR_POST_ALL).
  *
  * The per-delivery path is kept to what curl itself needs (measured in
  * docs/webhooks.md): each endpoint keeps its easy handles configured and
@@ -113,6 +118,7 @@ struct wh_ep {
     char *filter;
     struct curl_slist *custom; /* the endpoint's own headers, "Name: value" */
     int64_t timeout_ms, rate_limit, max_conc, disable_after_ms;
+    int64_t max_redirects; /* 0 = a 3xx is a failed attempt */
     bool by_key, disabled, envelope;
     bool removing;     /* jn__wh_ep_remove ran: request slots are not kept */
     int64_t sched[JN_WH_SCHEDULE_MAX];
@@ -261,8 +267,15 @@ static void flush_check_cb(uv_check_t *c)
     uv_check_stop(c);
 }
 
+/* Where an attempt ended up after following redirects. */
+typedef struct wh_hops {
+    long count;      /* redirects followed; 0 = none */
+    const char *url; /* the last URL requested (NULL when count is 0) */
+} wh_hops_t;
+
 static void log_attempt(wh_ep_t *ep, wh_msg_t *m, long status, double latency_ms, const char *resp,
-                        size_t resp_len, const char *error, const char *result, int64_t next_in_ms)
+                        size_t resp_len, const char *error, const char *result, int64_t next_in_ms,
+                        const wh_hops_t *hops)
 {
     /* Gathered successes completed before this attempt: keep the order. */
     okb_flush(ep);
@@ -278,6 +291,11 @@ static void log_attempt(wh_ep_t *ep, wh_msg_t *m, long status, double latency_ms
         return;
     if (next_in_ms >= 0)
         json_object_set_new(j, "next_attempt_in_ms", json_integer(next_in_ms));
+    if (hops && hops->count > 0) {
+        json_object_set_new(j, "redirects", json_integer(hops->count));
+        if (hops->url && jn_utf8_valid((const uint8_t *)hops->url, strlen(hops->url)))
+            json_object_set_new(j, "url", json_stringn(hops->url, strnlen(hops->url, 2048)));
+    }
     char *txt = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!txt)
@@ -309,7 +327,7 @@ static void log_success(wh_ep_t *ep, wh_msg_t *m, long status, double latency_ms
                                strlen(text));
     }
     if (rc < 0) {
-        log_attempt(ep, m, status, latency_ms, resp, resp_len, NULL, "delivered", -1);
+        log_attempt(ep, m, status, latency_ms, resp, resp_len, NULL, "delivered", -1, NULL);
         return;
     }
     if (!jn_list_linked(&ep->fnode))
@@ -767,6 +785,27 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+/* True when the host the request is connecting to right now is a host-name
+ * entry of the allow list. On the first hop that is the endpoint's host;
+ * after a redirect curl has already made the new location the effective
+ * URL, and it is that host that must be exempt, not the endpoint's. */
+static bool hop_host_allowed(wh_att_t *att)
+{
+    jn_webhook_t *w = att->w;
+    long hops = 0;
+    if (curl_easy_getinfo(att->easy, CURLINFO_REDIRECT_COUNT, &hops) != CURLE_OK || hops == 0)
+        return jn_wh_allow_host(&w->allow, att->ep->host);
+    char *url = NULL, *host = NULL;
+    bool ok = false;
+    CURLU *u = curl_url();
+    if (u && curl_easy_getinfo(att->easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url &&
+        curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+        ok = jn_wh_allow_host(&w->allow, host);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
+}
+
 static curl_socket_t opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
     wh_att_t *att = clientp;
@@ -775,7 +814,7 @@ static curl_socket_t opensocket_cb(void *clientp, curlsocktype purpose, struct c
         return CURL_SOCKET_BAD;
     const struct sockaddr *sa = &a->addr;
     const char *why = jn_wh_addr_blocked(sa);
-    if (why && !jn_wh_allow_addr(&w->allow, sa) && !jn_wh_allow_host(&w->allow, att->ep->host)) {
+    if (why && !jn_wh_allow_addr(&w->allow, sa) && !hop_host_allowed(att)) {
         char addr[INET6_ADDRSTRLEN] = "?";
         if (sa->sa_family == AF_INET)
             inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof addr);
@@ -858,7 +897,13 @@ static wh_att_t *att_get(wh_ep_t *ep)
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->hl);
     curl_easy_setopt(e, CURLOPT_USERAGENT, WH_USER_AGENT);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* A webhook is a POST: it stays one, with its body and headers, on
+     * 301/302/303 as well as 307/308. Every hop's connection passes
+     * opensocket_cb. */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, ep->max_redirects > 0 ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)ep->max_redirects);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_POSTREDIR, (long)CURL_REDIR_POST_ALL);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -1073,6 +1118,16 @@ static void att_done(jn_webhook_t *w, CURL *e, CURLcode res)
     curl_off_t retry_after = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(e, CURLINFO_RETRY_AFTER, &retry_after);
+    /* The final URL lives in the easy handle until its next request:
+     * copied before the slot goes back to the pool. */
+    char final_url[2048] = "";
+    wh_hops_t hops = {0, NULL};
+    char *eff = NULL;
+    if (curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &hops.count) == CURLE_OK && hops.count > 0 &&
+        curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff) {
+        snprintf(final_url, sizeof final_url, "%s", eff);
+        hops.url = final_url;
+    }
     double latency = (double)(jn_mono_ns() - a->start_ns) / 1e6;
     curl_multi_remove_handle(w->multi, e);
     m->att = NULL;
@@ -1082,9 +1137,12 @@ static void att_done(jn_webhook_t *w, CURL *e, CURLcode res)
     char error[512] = "";
     if (!ok) {
         if (a->blocked[0])
-            snprintf(error, sizeof error, "%s", a->blocked);
-        else if (status >= 300 && status < 400)
-            snprintf(error, sizeof error, "HTTP %ld: redirects are not followed", status);
+            snprintf(error, sizeof error, "%s%s%s", a->blocked, hops.count ? " after a redirect to " : "",
+                     hops.count ? final_url : "");
+        else if (res == CURLE_TOO_MANY_REDIRECTS)
+            snprintf(error, sizeof error, "too many redirects (%" PRId64 ")", ep->max_redirects);
+        else if (status >= 300 && status < 400 && ep->max_redirects == 0)
+            snprintf(error, sizeof error, "HTTP %ld: redirects are not followed (max_redirects 0)", status);
         else if (status > 0 && (res == CURLE_OK || res == CURLE_WRITE_ERROR))
             snprintf(error, sizeof error, "HTTP %ld", status);
         else
@@ -1099,10 +1157,12 @@ static void att_done(jn_webhook_t *w, CURL *e, CURLcode res)
     if (ok) {
         ep->delivered++;
         ep->failing_since = 0;
-        if (m->attempts == 1 && m->part)
+        /* Redirected deliveries keep a record of their own: where they
+         * ended up is not in the aggregated ones. */
+        if (m->attempts == 1 && m->part && hops.count == 0)
             log_success(ep, m, status, latency, resp, rlen);
         else
-            log_attempt(ep, m, status, latency, resp, rlen, NULL, "delivered", -1);
+            log_attempt(ep, m, status, latency, resp, rlen, NULL, "delivered", -1, &hops);
         msg_done(m);
     } else {
         ep->failures++;
@@ -1113,11 +1173,11 @@ static void att_done(jn_webhook_t *w, CURL *e, CURLcode res)
         if (retry < ep->nsched) {
             int64_t ra = (status == 429 || status == 503) && retry_after > 0 ? (int64_t)retry_after * 1000 : 0;
             int64_t delay = jn_wh_backoff(ep->sched, retry, wh_rand(w), ra);
-            log_attempt(ep, m, status, latency, resp, rlen, error, "retry", delay);
+            log_attempt(ep, m, status, latency, resp, rlen, error, "retry", delay, &hops);
             m->due = uv_now(w->loop) + (uint64_t)delay;
             jn_list_insert_tail(&ep->waiting, &m->rnode);
         } else {
-            log_attempt(ep, m, status, latency, resp, rlen, error, "dead_letter", -1);
+            log_attempt(ep, m, status, latency, resp, rlen, error, "dead_letter", -1, &hops);
             ep->dead++;
             dead_letter(ep, m, error);
             msg_done(m);
@@ -1405,6 +1465,7 @@ int jn__wh_ep_apply(jn_webhook_t *w, const char *id, json_t *def)
     ep->rate_limit = def_int(def, "rate_limit", 0);
     ep->max_conc = def_int(def, "max_concurrency", 16);
     ep->disable_after_ms = def_int(def, "disable_after_ms", w->cfg.disable_after_ms);
+    ep->max_redirects = def_int(def, "max_redirects", JN_WH_REDIRECTS_DEFAULT);
     ep->by_key = strcmp(def_str(def, "ordering") ? def_str(def, "ordering") : "", "key") == 0;
     ep->envelope = strcmp(def_str(def, "envelope") ? def_str(def, "envelope") : "", "json") == 0;
     ep->disabled = json_is_true(json_object_get(def, "disabled"));

@@ -94,7 +94,7 @@ json_t *jn__wh_def_build(jn_webhook_t *w, const json_t *base, const json_t *in, 
 {
     static const char *const known[] = {"url", "filter", "start", "headers", "timeout_ms", "rate_limit",
                                         "max_concurrency", "ordering", "secret", "retry_schedule", "disabled",
-                                        "envelope", "disable_after_ms", "description", NULL};
+                                        "envelope", "disable_after_ms", "description", "max_redirects", NULL};
     if (!json_is_object(in)) {
         set_err(code, "invalid_json", err, errlen, "the body must be a JSON object");
         return NULL;
@@ -160,6 +160,7 @@ json_t *jn__wh_def_build(jn_webhook_t *w, const json_t *base, const json_t *in, 
     } ints[] = {{"timeout_ms", 100, 300000},
                 {"rate_limit", 0, 1000000},
                 {"max_concurrency", 1, 4096},
+                {"max_redirects", 0, JN_WH_REDIRECTS_MAX},
                 {"disable_after_ms", 0, 365LL * 24 * 3600 * 1000}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if ((v = json_object_get(in, ints[i].name))) {
@@ -273,6 +274,7 @@ json_t *jn__wh_def_build(jn_webhook_t *w, const json_t *base, const json_t *in, 
                         {"timeout_ms", json_integer(w->cfg.default_timeout_ms)},
                         {"rate_limit", json_integer(0)},
                         {"max_concurrency", json_integer(16)},
+                        {"max_redirects", json_integer(JN_WH_REDIRECTS_DEFAULT)},
                         {"ordering", json_string("parallel")},
                         {"envelope", json_string("raw")},
                         {"disabled", json_false()},

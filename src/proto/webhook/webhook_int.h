@@ -186,6 +186,8 @@ const char *jn_wh_addr_blocked(const struct sockaddr *sa);
 #define JN_WH_ATTEMPTS_KEEP 1000   /* attempts kept per endpoint (a ring of keys) */
 #define JN_WH_WINDOW_MAX 8192      /* records held per endpoint before its cursor waits */
 #define JN_WH_EXCERPT_MAX 1024     /* response bytes kept per attempt */
+#define JN_WH_REDIRECTS_DEFAULT 5  /* redirects followed per attempt when an endpoint sets none */
+#define JN_WH_REDIRECTS_MAX 20     /* the most an endpoint may ask for */
 #define JN_WH_DLQ_STREAM "webhooks.dlq"
 #define JN_WH_EVENTS_STREAM "webhooks.events"
 
