@@ -202,6 +202,85 @@ void jn__bconn_close(jn_bconn_t *c, int err);
 /* Frees the buffers (after on_close). */
 void jn__bconn_free(jn_bconn_t *c);
 
+/* ---- client connections (bench_client.c) ----
+ * What the doors with many connections in two roles share (mqtt, ws, amqp,
+ * kafka): the door's connection struct starts with a jn_bclient_t, and a
+ * jn_bfleet_t in the door's state holds them all, publishers first. The
+ * clock starts when every connection is ready; one lost before that fails
+ * the run, one lost after counts as an error and the run goes on without
+ * it (what it had in flight shows as lost). */
+typedef struct jn_bfleet jn_bfleet_t;
+
+typedef struct jn_bclient {
+    jn_bconn_t c;        /* c.owner: the door's struct (which starts here) */
+    jn_bfleet_t *fleet;
+    int idx;             /* among publishers, or among subscribers */
+    bool is_pub;
+    bool ready;          /* set up: counted by jn__bclient_ready */
+    bool dead;           /* lost after the start; no longer counted on */
+    uint32_t inflight;   /* publisher: sent, not yet acknowledged */
+    uint64_t published;  /* publisher: messages sent */
+} jn_bclient_t;
+
+/* A door's part: its words for messages and its protocol callbacks. */
+typedef struct jn_bfleet_kind {
+    const char *door;      /* "mqtt", in warnings */
+    const char *pub, *sub; /* role names: "publisher", "subscriber" */
+    const char *malformed; /* why a connection closed on JN_EPROTO */
+    const char *too_big;   /* ... on JN_ETOOBIG */
+    const char *closed;    /* ... on JN_ECLOSED; NULL: "closed" */
+    void (*on_connect)(jn_bconn_t *c);
+    int (*on_data)(jn_bconn_t *c);
+    /* Queues what publisher |k| may send now; called when a write ends,
+     * by jn__bfleet_start, the pacing timer and jn__bclient_parsed. */
+    void (*fill)(jn_bclient_t *k);
+} jn_bfleet_kind_t;
+
+struct jn_bfleet {
+    jn_bench_t *b;
+    const jn_bfleet_kind_t *kind;
+    char *conns;           /* the door's array: nconns structs of |stride| bytes */
+    size_t stride;
+    int npub, nconns, nready;
+    bool warned_dead;      /* the first loss is reported, not every one */
+    uv_timer_t pace_timer; /* --rate: publishers filled every JN_BENCH_PACE_MS */
+    bool pace_init;
+};
+#define JN_BENCH_PACE_MS 1
+
+/* Sets up |f| over the door's zeroed array |conns| of |npub| + |nsub|
+ * structs of |stride| bytes: roles, indexes, and each connection's bconn
+ * with caps |in_max| and |out_max| and |kind|'s callbacks. Connects
+ * nothing yet. The door owns |conns| and |kind| (both outlive |f|). */
+void jn__bfleet_init(jn_bfleet_t *f, jn_bench_t *b, const jn_bfleet_kind_t *kind, void *conns, size_t stride,
+                     int npub, int nsub, size_t in_max, size_t out_max);
+/* The |i|th connection (0 <= i < nconns). */
+jn_bclient_t *jn__bfleet_at(jn_bfleet_t *f, int i);
+/* With --rate: a timer that fills publishers while the run sends. */
+void jn__bfleet_pace(jn_bfleet_t *f);
+/* Connects every connection. Returns 0, or JN_EIO after jn__bench_fail. */
+int jn__bfleet_connect(jn_bfleet_t *f);
+/* The clock runs: starts the pacing timer and fills every publisher. */
+void jn__bfleet_start(jn_bfleet_t *f);
+/* Sending ends: stops the pacing timer. */
+void jn__bfleet_drain(jn_bfleet_t *f);
+/* No live publisher waits for an acknowledgement and every expected
+ * delivery arrived. */
+bool jn__bfleet_settled(jn_bfleet_t *f);
+/* Closes the pacing timer and every connection. */
+void jn__bfleet_close(jn_bfleet_t *f);
+/* Frees every connection's buffers (after the loop ended), not the array. */
+void jn__bfleet_free(jn_bfleet_t *f);
+/* |k| is set up (idempotent); the clock starts when all are. */
+void jn__bclient_ready(jn_bclient_t *k);
+/* Messages publisher |k| may still send at |rate| per second since the
+ * clock started (UINT64_MAX when |rate| is 0: flat out). */
+uint64_t jn__bclient_allowance(const jn_bclient_t *k, double rate);
+/* Ends a door's on_data: drops the |used| bytes it parsed and, unless
+ * |rc| < 0, lets a publisher send more, flushes and checks whether the run
+ * is over. Returns |rc| when negative (on_data's contract), else 0. */
+int jn__bclient_parsed(jn_bclient_t *k, size_t used, int rc);
+
 /* The doors. */
 extern const jn_bench_door_t jn__bench_door_http;
 extern const jn_bench_door_t jn__bench_door_mqtt;

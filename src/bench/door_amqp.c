@@ -67,19 +67,15 @@ enum { ST_HEADER, ST_TUNE, ST_OPEN, ST_CHANNEL, ST_DECLARE, ST_BIND, ST_PURGE, S
        ST_READY };
 
 typedef struct aconn {
-    jn_bconn_t c;
+    jn_bclient_t cl;     /* first; inflight: unconfirmed in confirm mode */
     amqp_door_t *d;
-    int idx;
-    bool is_pub;
     int state;           /* ST_* */
-    bool dead;
     bool flow_stopped;   /* Channel.Flow active=false */
     uint32_t frame_max;  /* negotiated */
     /* publisher, confirm mode */
     uint64_t next_tag;   /* delivery tag of the next publish (from 1) */
     uint64_t low_tag;    /* lowest tag possibly unconfirmed */
     uint8_t *pending;    /* --inflight slots, tag % inflight */
-    uint32_t inflight;
     /* consumer: the message being assembled */
     int msg_stage;       /* 0 none, 1 header expected, 2 body frames */
     uint64_t msg_tag;
@@ -92,15 +88,14 @@ typedef struct aconn {
 struct amqp_door {
     jn_bench_t *b;
     const amqp_cfg_t *cfg;
+    jn_bfleet_t fleet;   /* over conns */
     aconn_t *conns;      /* publishers first, then consumers */
-    int nconns, nready;
     uint8_t *payload;
     uint64_t seq;
     uint8_t *seen;       /* bit per sequence number, all consumers */
     size_t seen_bytes;
     bool seen_off;
     size_t in_max;
-    bool warned_dead;
     const char *rkey;    /* routing key used by publishers */
 };
 
@@ -153,15 +148,15 @@ static int setup_step(aconn_t *a, int st)
 {
     amqp_door_t *d = a->d;
     const amqp_cfg_t *cfg = d->cfg;
-    jn_buf_t *o = &a->c.out;
+    jn_buf_t *o = &a->cl.c.out;
     size_t at;
     int rc = 0;
     for (;; st++) {
         if (st == ST_BIND && !*exchange_of(cfg))
             continue;
-        if (st == ST_CONFIRM && !(a->is_pub && cfg->confirms))
+        if (st == ST_CONFIRM && !(a->cl.is_pub && cfg->confirms))
             continue;
-        if ((st == ST_QOS && (a->is_pub || cfg->ack_every == 0)) || (st == ST_CONSUME && a->is_pub))
+        if ((st == ST_QOS && (a->cl.is_pub || cfg->ack_every == 0)) || (st == ST_CONSUME && a->cl.is_pub))
             continue;
         break;
     }
@@ -235,8 +230,7 @@ static int setup_step(aconn_t *a, int st)
             rc = jn_buf_put_be32(o, 0);
         break;
     case ST_READY:
-        if (++d->nready == d->nconns)
-            jn__bench_ready(d->b);
+        jn__bclient_ready(&a->cl);
         return 0;
     default:
         return JN_EINVAL;
@@ -247,7 +241,7 @@ static int setup_step(aconn_t *a, int st)
 static int send_start_ok(aconn_t *a)
 {
     const amqp_cfg_t *cfg = a->d->cfg;
-    jn_buf_t *o = &a->c.out;
+    jn_buf_t *o = &a->cl.c.out;
     size_t at;
     size_t ul = strlen(cfg->user), pl = strlen(cfg->password);
     int rc = method_begin(o, 0, CONN_START_OK, &at);
@@ -279,7 +273,7 @@ static int on_tune(aconn_t *a, const uint8_t *p, size_t n)
     a->frame_max = fmax == 0 || fmax > AMQP_FRAME_MAX ? AMQP_FRAME_MAX : fmax;
     if (a->frame_max < AMQP_FRAME_MIN)
         return JN_EPROTO;
-    jn_buf_t *o = &a->c.out;
+    jn_buf_t *o = &a->cl.c.out;
     size_t at;
     int rc = method_begin(o, 0, CONN_TUNE_OK, &at);
     if (rc >= 0)
@@ -310,7 +304,7 @@ static int put_message(aconn_t *a, const uint8_t *payload, size_t size)
 {
     amqp_door_t *d = a->d;
     const amqp_cfg_t *cfg = d->cfg;
-    jn_buf_t *o = &a->c.out;
+    jn_buf_t *o = &a->cl.c.out;
     size_t at;
     int rc = method_begin(o, 1, B_PUBLISH, &at);
     if (rc >= 0)
@@ -350,16 +344,17 @@ static int put_message(aconn_t *a, const uint8_t *payload, size_t size)
     return rc;
 }
 
-static void pub_fill(aconn_t *a)
+static void pub_fill(jn_bclient_t *k)
 {
+    aconn_t *a = k->c.owner;
     amqp_door_t *d = a->d;
     jn_bench_t *b = d->b;
     const amqp_cfg_t *cfg = d->cfg;
-    if (a->state != ST_READY || a->dead || a->flow_stopped || !a->c.connected || b->phase != JN_BENCH_RUNNING)
+    if (a->state != ST_READY || a->cl.dead || a->flow_stopped || !a->cl.c.connected || b->phase != JN_BENCH_RUNNING)
         return;
     size_t size = (size_t)b->o->size;
-    while (a->c.out.len < AMQP_BATCH) {
-        if (cfg->confirms && a->inflight >= (uint32_t)cfg->inflight)
+    while (a->cl.c.out.len < AMQP_BATCH) {
+        if (cfg->confirms && a->cl.inflight >= (uint32_t)cfg->inflight)
             break;
         if (!jn__bench_take(b))
             break;
@@ -372,14 +367,14 @@ static void pub_fill(aconn_t *a)
         if (cfg->confirms) {
             a->pending[a->next_tag % (uint64_t)cfg->inflight] = 1;
             a->next_tag++;
-            a->inflight++;
+            a->cl.inflight++;
         }
         b->sent++;
         b->sent_bytes += size;
         if (cfg->consumers)
             b->expected++;
     }
-    jn__bconn_flush(&a->c);
+    jn__bconn_flush(&a->cl.c);
 }
 
 /* Basic.Ack or Basic.Nack from the broker in confirm mode. */
@@ -387,7 +382,7 @@ static int on_confirm(aconn_t *a, const uint8_t *p, size_t n, bool ack)
 {
     jn_bench_t *b = a->d->b;
     const amqp_cfg_t *cfg = a->d->cfg;
-    if (n < 9 || !a->is_pub || !cfg->confirms)
+    if (n < 9 || !a->cl.is_pub || !cfg->confirms)
         return JN_EPROTO;
     uint64_t tag = jn_load_be64(p);
     bool multiple = p[8] & 1;
@@ -401,7 +396,7 @@ static int on_confirm(aconn_t *a, const uint8_t *p, size_t n, bool ack)
         if (!a->pending[t % w])
             continue;
         a->pending[t % w] = 0;
-        a->inflight--;
+        a->cl.inflight--;
         if (ack)
             b->acked++;
         else
@@ -443,7 +438,7 @@ static bool seen_before(amqp_door_t *d, uint32_t seq)
 
 static int send_ack(aconn_t *a)
 {
-    jn_buf_t *o = &a->c.out;
+    jn_buf_t *o = &a->cl.c.out;
     size_t at;
     int rc = method_begin(o, 1, B_ACK, &at);
     if (rc >= 0)
@@ -467,7 +462,7 @@ static void message_done(aconn_t *a)
     a->last_tag = a->msg_tag;
     if (d->cfg->ack_every)
         a->unacked++;
-    if (a->is_pub || a->body_size < JN_STAMP_LEN || jn_stamp_read(a->stamp, JN_STAMP_LEN, &seq, &ns) < 0) {
+    if (a->cl.is_pub || a->body_size < JN_STAMP_LEN || jn_stamp_read(a->stamp, JN_STAMP_LEN, &seq, &ns) < 0) {
         b->errors++;
     } else if (seen_before(d, seq)) {
         b->duplicates++;
@@ -568,7 +563,7 @@ static int on_method(aconn_t *a, uint32_t m, const uint8_t *p, size_t n)
     }
     case B_ACK:
     case B_NACK:
-        if (a->is_pub)
+        if (a->cl.is_pub)
             return on_confirm(a, p, n, m == B_ACK);
         return JN_EPROTO;
     case B_DELIVER:
@@ -576,7 +571,7 @@ static int on_method(aconn_t *a, uint32_t m, const uint8_t *p, size_t n)
     case CH_FLOW: {
         bool active = n >= 1 && (p[0] & 1);
         a->flow_stopped = !active;
-        jn_buf_t *o = &a->c.out;
+        jn_buf_t *o = &a->cl.c.out;
         size_t at;
         int rc = method_begin(o, 1, CH_FLOW_OK, &at);
         if (rc >= 0)
@@ -635,16 +630,9 @@ static int on_data(jn_bconn_t *c)
             break;
         off += (size_t)size + 8;
     }
-    jn_buf_consume(&c->in, off);
-    if (rc < 0)
-        return rc;
-    if (!a->is_pub && d->cfg->ack_every && a->unacked >= (uint64_t)d->cfg->ack_every && send_ack(a) < 0)
-        return JN_ENOMEM;
-    if (a->is_pub)
-        pub_fill(a);
-    jn__bconn_flush(c);
-    jn__bench_poke(d->b);
-    return 0;
+    if (rc >= 0 && !a->cl.is_pub && d->cfg->ack_every && a->unacked >= (uint64_t)d->cfg->ack_every && send_ack(a) < 0)
+        rc = JN_ENOMEM;
+    return jn__bclient_parsed(&a->cl, off, rc);
 }
 
 static void on_connect(jn_bconn_t *c)
@@ -656,45 +644,16 @@ static void on_connect(jn_bconn_t *c)
         jn__bconn_close(c, JN_ENOMEM);
 }
 
-static void on_writable(jn_bconn_t *c)
-{
-    aconn_t *a = c->owner;
-    if (a->is_pub)
-        pub_fill(a);
-}
-
-static void on_close(jn_bconn_t *c, int err)
-{
-    aconn_t *a = c->owner;
-    amqp_door_t *d = a->d;
-    jn_bench_t *b = d->b;
-    if (b->phase == JN_BENCH_DONE || a->dead)
-        return;
-    char why[96];
-    if (err == JN_EPROTO)
-        snprintf(why, sizeof(why), "the broker sent a malformed or unexpected frame");
-    else if (err == JN_ETOOBIG)
-        snprintf(why, sizeof(why), "frame larger than expected");
-    else if (err < 0 && err > -4096 && err != JN_ECLOSED)
-        snprintf(why, sizeof(why), "%s", uv_strerror(err));
-    else
-        snprintf(why, sizeof(why), "closed");
-    if (b->phase == JN_BENCH_CONNECTING) {
-        jn__bench_fail(b, "%s %d: %s %s:%d: %s", a->is_pub ? "publisher" : "consumer", a->idx,
-                       c->was_connected ? "lost its connection to" : "cannot connect to", b->host, b->port, why);
-        return;
-    }
-    a->dead = true;
-    b->errors++;
-    if (a->is_pub)
-        a->inflight = 0;
-    if (!d->warned_dead && !b->o->json) {
-        d->warned_dead = true;
-        fprintf(stderr, "\njunction bench amqp: %s %d lost its connection (%s)\n",
-                a->is_pub ? "publisher" : "consumer", a->idx, why);
-    }
-    jn__bench_poke(b);
-}
+static const jn_bfleet_kind_t amqp_kind = {
+    .door = "amqp",
+    .pub = "publisher",
+    .sub = "consumer",
+    .malformed = "the broker sent a malformed or unexpected frame",
+    .too_big = "frame larger than expected",
+    .on_connect = on_connect,
+    .on_data = on_data,
+    .fill = pub_fill,
+};
 
 /* ---- the door ---------------------------------------------------------- */
 
@@ -755,83 +714,55 @@ static int amqp_open(jn_bench_t *b)
     d->rkey = cfg->routing_key ? cfg->routing_key : cfg->queue;
     size_t size = (size_t)b->o->size;
     d->payload = malloc(size);
-    int n = cfg->publishers + cfg->consumers;
-    d->conns = calloc((size_t)n, sizeof(*d->conns));
+    d->conns = calloc((size_t)cfg->publishers + (size_t)cfg->consumers, sizeof(*d->conns));
     if (!d->payload || !d->conns || jn_stamp_fill(d->payload, size, 0, 0) < 0)
         goto nomem;
     d->in_max = AMQP_FRAME_MAX + 8 + JN_BENCH_READ_CHUNK;
     size_t out_max = AMQP_BATCH + 2 * size + AMQP_OUT_EXTRA;
-    for (int i = 0; i < n; i++) {
+    jn__bfleet_init(&d->fleet, b, &amqp_kind, d->conns, sizeof(*d->conns), cfg->publishers, cfg->consumers,
+                    d->in_max, out_max);
+    for (int i = 0; i < d->fleet.nconns; i++) {
         aconn_t *a = &d->conns[i];
         a->d = d;
-        a->is_pub = i < cfg->publishers;
-        a->idx = a->is_pub ? i : i - cfg->publishers;
         a->frame_max = AMQP_FRAME_MAX;
         a->next_tag = a->low_tag = 1;
-        d->nconns++;
-        jn__bconn_init(&a->c, b, a, d->in_max, out_max);
-        if (a->is_pub && cfg->confirms && !(a->pending = calloc((size_t)cfg->inflight, 1)))
+        if (a->cl.is_pub && cfg->confirms && !(a->pending = calloc((size_t)cfg->inflight, 1)))
             goto nomem;
-        a->c.on_connect = on_connect;
-        a->c.on_data = on_data;
-        a->c.on_writable = on_writable;
-        a->c.on_close = on_close;
-        int rc = jn__bconn_connect(&a->c);
-        if (rc < 0) {
-            jn__bench_fail(b, "cannot connect to %s:%d: %s", b->host, b->port, uv_strerror(rc));
-            return JN_EIO;
-        }
     }
-    return 0;
+    return jn__bfleet_connect(&d->fleet);
 nomem:
     jn__bench_fail(b, "out of memory");
     return JN_ENOMEM;
 }
 
-static void amqp_start(jn_bench_t *b)
-{
-    amqp_door_t *d = b->door_state;
-    for (int i = 0; i < d->cfg->publishers; i++)
-        pub_fill(&d->conns[i]);
-}
-
-static bool amqp_settled(jn_bench_t *b)
-{
-    amqp_door_t *d = b->door_state;
-    for (int i = 0; i < d->cfg->publishers; i++)
-        if (!d->conns[i].dead && d->conns[i].inflight)
-            return false;
-    return b->delivered >= b->expected;
-}
+static void amqp_start(jn_bench_t *b) { jn__bfleet_start(&((amqp_door_t *)b->door_state)->fleet); }
+static bool amqp_settled(jn_bench_t *b) { return jn__bfleet_settled(&((amqp_door_t *)b->door_state)->fleet); }
 
 static void amqp_tick(jn_bench_t *b)
 {
     amqp_door_t *d = b->door_state;
     /* Acknowledge the tail that did not fill an --ack-every group, so a
      * slow trickle is not held back by prefetch. */
-    for (int i = d->cfg->publishers; i < d->nconns; i++) {
+    for (int i = d->cfg->publishers; i < d->fleet.nconns; i++) {
         aconn_t *a = &d->conns[i];
-        if (a->state == ST_READY && !a->dead && a->c.connected && a->unacked && send_ack(a) == 0)
-            jn__bconn_flush(&a->c);
+        if (a->state == ST_READY && !a->cl.dead && a->cl.c.connected && a->unacked && send_ack(a) == 0)
+            jn__bconn_flush(&a->cl.c);
     }
 }
 
 static void amqp_close(jn_bench_t *b)
 {
     amqp_door_t *d = b->door_state;
-    if (!d)
-        return;
-    for (int i = 0; i < d->nconns; i++)
-        jn__bconn_close(&d->conns[i].c, 0);
+    if (d)
+        jn__bfleet_close(&d->fleet);
 }
 
 static void amqp_free(jn_bench_t *b)
 {
     amqp_door_t *d = b->door_state;
-    for (int i = 0; i < d->nconns; i++) {
+    jn__bfleet_free(&d->fleet);
+    for (int i = 0; i < d->fleet.nconns; i++)
         free(d->conns[i].pending);
-        jn__bconn_free(&d->conns[i].c);
-    }
     free(d->conns);
     free(d->payload);
     free(d->seen);

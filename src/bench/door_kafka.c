@@ -60,11 +60,9 @@ typedef struct kafka_door kafka_door_t;
 enum { KS_VERSIONS, KS_METADATA, KS_OFFSETS_EARLY, KS_OFFSETS_LATE, KS_READY };
 
 typedef struct kconn {
-    jn_bconn_t c;
+    jn_bclient_t cl;    /* first; a producer is the fleet's publisher */
     kafka_door_t *d;
-    int idx;
     int state;          /* KS_* */
-    bool dead;
     int32_t corr;       /* next correlation id */
     kreq_t *reqs;       /* ring of requests awaiting answers */
     uint32_t rhead, rcount, rcap;
@@ -79,8 +77,8 @@ struct kafka_door {
     const kafka_cfg_t *cfg;
     bool consume;
     int16_t acks;
+    jn_bfleet_t fleet;   /* over conns */
     kconn_t *conns;
-    int nconns, nready;
     uint8_t *payload;
     uint64_t seq;
     int32_t nparts;
@@ -105,30 +103,18 @@ static bool rd_need(rd_t *r, size_t n)
     }
     return true;
 }
-static int16_t rd16(rd_t *r)
+/* A big-endian integer of |n| (2, 4 or 8) bytes; 0 past the end. */
+static uint64_t rd_be(rd_t *r, size_t n)
 {
-    if (!rd_need(r, 2))
+    if (!rd_need(r, n))
         return 0;
-    int16_t v = (int16_t)jn_load_be16(r->p);
-    r->p += 2;
+    uint64_t v = n == 2 ? jn_load_be16(r->p) : n == 4 ? jn_load_be32(r->p) : jn_load_be64(r->p);
+    r->p += n;
     return v;
 }
-static int32_t rd32(rd_t *r)
-{
-    if (!rd_need(r, 4))
-        return 0;
-    int32_t v = (int32_t)jn_load_be32(r->p);
-    r->p += 4;
-    return v;
-}
-static int64_t rd64(rd_t *r)
-{
-    if (!rd_need(r, 8))
-        return 0;
-    int64_t v = (int64_t)jn_load_be64(r->p);
-    r->p += 8;
-    return v;
-}
+static int16_t rd16(rd_t *r) { return (int16_t)rd_be(r, 2); }
+static int32_t rd32(rd_t *r) { return (int32_t)rd_be(r, 4); }
+static int64_t rd64(rd_t *r) { return (int64_t)rd_be(r, 8); }
 static void rd_skip(rd_t *r, size_t n)
 {
     if (rd_need(r, n))
@@ -170,7 +156,7 @@ static int put_str(jn_buf_t *o, const char *s)
 /* Appends the request header; |*size_at| is where the size goes. */
 static int req_begin(kconn_t *k, int16_t api, int16_t ver, int32_t records, size_t *size_at)
 {
-    jn_buf_t *o = &k->c.out;
+    jn_buf_t *o = &k->cl.c.out;
     if (k->rcount == k->rcap)
         return JN_ETOOBIG;
     kreq_t *q = &k->reqs[(k->rhead + k->rcount) % k->rcap];
@@ -194,7 +180,7 @@ static int req_begin(kconn_t *k, int16_t api, int16_t ver, int32_t records, size
 /* Finishes a request; |expect_answer| false for Produce with acks 0. */
 static void req_end(kconn_t *k, size_t size_at, bool expect_answer)
 {
-    jn_buf_t *o = &k->c.out;
+    jn_buf_t *o = &k->cl.c.out;
     jn_store_be32(o->data + size_at, (uint32_t)(o->len - size_at - 4));
     if (expect_answer)
         k->rcount++;
@@ -212,7 +198,7 @@ static int send_versions(kconn_t *k)
 
 static int send_metadata(kconn_t *k)
 {
-    jn_buf_t *o = &k->c.out;
+    jn_buf_t *o = &k->cl.c.out;
     size_t at;
     int rc = req_begin(k, API_METADATA, 1, 0, &at);
     if (rc >= 0)
@@ -228,7 +214,7 @@ static int send_metadata(kconn_t *k)
 static int send_list_offsets(kconn_t *k, int64_t which)
 {
     kafka_door_t *d = k->d;
-    jn_buf_t *o = &k->c.out;
+    jn_buf_t *o = &k->cl.c.out;
     size_t at;
     int rc = req_begin(k, API_LIST_OFFSETS, 1, 0, &at);
     if (rc >= 0)
@@ -253,7 +239,7 @@ static int send_list_offsets(kconn_t *k, int64_t which)
 static int send_fetch(kconn_t *k)
 {
     kafka_door_t *d = k->d;
-    jn_buf_t *o = &k->c.out;
+    jn_buf_t *o = &k->cl.c.out;
     size_t at;
     int32_t want = 0;
     for (int32_t i = 0; i < d->nparts; i++)
@@ -306,10 +292,10 @@ static int send_produce(kconn_t *k, int32_t nrec)
 {
     kafka_door_t *d = k->d;
     jn_bench_t *b = d->b;
-    jn_buf_t *o = &k->c.out;
+    jn_buf_t *o = &k->cl.c.out;
     size_t size = (size_t)b->o->size;
     size_t at;
-    int32_t part = d->parts[(k->produced + (uint64_t)k->idx) % (uint64_t)d->nparts];
+    int32_t part = d->parts[(k->produced + (uint64_t)k->cl.idx) % (uint64_t)d->nparts];
     int rc = req_begin(k, API_PRODUCE, 3, nrec, &at);
     if (rc >= 0)
         rc = jn_buf_put_be16(o, 0xffff); /* no transactional id */
@@ -350,15 +336,16 @@ static int send_produce(kconn_t *k, int32_t nrec)
     return 0;
 }
 
-static void prod_fill(kconn_t *k)
+static void prod_fill(jn_bclient_t *cl)
 {
+    kconn_t *k = cl->c.owner;
     kafka_door_t *d = k->d;
     jn_bench_t *b = d->b;
-    if (k->state != KS_READY || k->dead || !k->c.connected || b->phase != JN_BENCH_RUNNING || d->consume)
+    if (k->state != KS_READY || k->cl.dead || !k->cl.c.connected || b->phase != JN_BENCH_RUNNING || d->consume)
         return;
     size_t size = (size_t)b->o->size;
     /* With acks 0 nothing is answered: the write buffer is the window. */
-    while (d->acks ? k->rcount < (uint32_t)d->cfg->inflight : k->c.out.len < d->batch_bytes) {
+    while (d->acks ? k->rcount < (uint32_t)d->cfg->inflight : k->cl.c.out.len < d->batch_bytes) {
         int32_t n = 0;
         while (n < d->cfg->batch && jn__bench_take(b))
             n++;
@@ -373,7 +360,7 @@ static void prod_fill(kconn_t *k)
         if (d->acks)
             b->expected += (uint64_t)n;
     }
-    jn__bconn_flush(&k->c);
+    jn__bconn_flush(&k->cl.c);
 }
 
 /* ---- responses --------------------------------------------------------- */
@@ -415,17 +402,15 @@ static void on_retry(uv_timer_t *t)
 {
     kconn_t *k = t->data;
     if (send_metadata(k) < 0)
-        jn__bconn_close(&k->c, JN_ENOMEM);
+        jn__bconn_close(&k->cl.c, JN_ENOMEM);
     else
-        jn__bconn_flush(&k->c);
+        jn__bconn_flush(&k->cl.c);
 }
 
 static void become_ready(kconn_t *k)
 {
-    kafka_door_t *d = k->d;
     k->state = KS_READY;
-    if (++d->nready == d->nconns)
-        jn__bench_ready(d->b);
+    jn__bclient_ready(&k->cl);
 }
 
 static int on_metadata(kconn_t *k, rd_t *r)
@@ -650,7 +635,6 @@ static int on_produce(kconn_t *k, rd_t *r, const kreq_t *q)
 static int on_data(jn_bconn_t *c)
 {
     kconn_t *k = c->owner;
-    kafka_door_t *d = k->d;
     int rc = 0;
     size_t off = 0;
     while (c->in.len - off >= 8) {
@@ -683,13 +667,7 @@ static int on_data(jn_bconn_t *c)
             break;
         off += (size_t)size + 4;
     }
-    jn_buf_consume(&c->in, off);
-    if (rc < 0)
-        return rc;
-    prod_fill(k);
-    jn__bconn_flush(c);
-    jn__bench_poke(d->b);
-    return 0;
+    return jn__bclient_parsed(&k->cl, off, rc);
 }
 
 static void on_connect(jn_bconn_t *c)
@@ -699,34 +677,16 @@ static void on_connect(jn_bconn_t *c)
         jn__bconn_close(c, JN_ENOMEM);
 }
 
-static void on_writable(jn_bconn_t *c) { prod_fill(c->owner); }
-
-static void on_close(jn_bconn_t *c, int err)
-{
-    kconn_t *k = c->owner;
-    jn_bench_t *b = k->d->b;
-    if (b->phase == JN_BENCH_DONE || k->dead)
-        return;
-    char why[96];
-    if (err == JN_EPROTO)
-        snprintf(why, sizeof(why), "the broker sent a malformed or unexpected response");
-    else if (err == JN_ETOOBIG)
-        snprintf(why, sizeof(why), "response larger than expected");
-    else if (err < 0 && err > -4096 && err != JN_ECLOSED)
-        snprintf(why, sizeof(why), "%s", uv_strerror(err));
-    else
-        snprintf(why, sizeof(why), "closed");
-    if (b->phase == JN_BENCH_CONNECTING) {
-        jn__bench_fail(b, "connection %d: %s %s:%d: %s", k->idx,
-                       c->was_connected ? "lost its connection to" : "cannot connect to", b->host, b->port, why);
-        return;
-    }
-    k->dead = true;
-    b->errors++;
-    if (!b->o->json)
-        fprintf(stderr, "\njunction bench kafka: connection %d lost (%s)\n", k->idx, why);
-    jn__bench_poke(b);
-}
+static const jn_bfleet_kind_t kafka_kind = {
+    .door = "kafka",
+    .pub = "connection",
+    .sub = "connection",
+    .malformed = "the broker sent a malformed or unexpected response",
+    .too_big = "response larger than expected",
+    .on_connect = on_connect,
+    .on_data = on_data,
+    .fill = prod_fill,
+};
 
 /* ---- the door ---------------------------------------------------------- */
 
@@ -790,33 +750,23 @@ static int kafka_open(jn_bench_t *b)
     b->has_loss = !d->consume && d->acks != 0;
     size_t size = (size_t)b->o->size;
     d->payload = malloc(size);
-    d->nconns = d->consume ? 1 : cfg->producers;
-    d->conns = calloc((size_t)d->nconns, sizeof(*d->conns));
+    int nprod = d->consume ? 0 : cfg->producers, ncons = d->consume ? 1 : 0;
+    d->conns = calloc((size_t)(nprod + ncons), sizeof(*d->conns));
     if (!d->payload || !d->conns || jn_stamp_fill(d->payload, size, 0, 0) < 0)
         goto nomem;
     d->batch_bytes = (size_t)cfg->batch * (size + 32) + 512;
     size_t out_max = d->batch_bytes * 2 + KAFKA_OUT_EXTRA;
     size_t in_max = KAFKA_RESP_MAX + 4 + JN_BENCH_READ_CHUNK;
-    for (int i = 0; i < d->nconns; i++) {
+    jn__bfleet_init(&d->fleet, b, &kafka_kind, d->conns, sizeof(*d->conns), nprod, ncons, in_max, out_max);
+    for (int i = 0; i < d->fleet.nconns; i++) {
         kconn_t *k = &d->conns[i];
         k->d = d;
-        k->idx = i;
         k->corr = 1;
         k->rcap = (uint32_t)cfg->inflight + 4;
         if (!(k->reqs = calloc(k->rcap, sizeof(*k->reqs))))
             goto nomem;
-        jn__bconn_init(&k->c, b, k, in_max, out_max);
-        k->c.on_connect = on_connect;
-        k->c.on_data = on_data;
-        k->c.on_writable = on_writable;
-        k->c.on_close = on_close;
-        int rc = jn__bconn_connect(&k->c);
-        if (rc < 0) {
-            jn__bench_fail(b, "cannot connect to %s:%d: %s", b->host, b->port, uv_strerror(rc));
-            return JN_EIO;
-        }
     }
-    return 0;
+    return jn__bfleet_connect(&d->fleet);
 nomem:
     jn__bench_fail(b, "out of memory");
     return JN_ENOMEM;
@@ -833,13 +783,12 @@ static void kafka_start(jn_bench_t *b)
         if (done)
             jn__bench_end(b); /* nothing to read */
         else if (send_fetch(k) < 0)
-            jn__bconn_close(&k->c, JN_ENOMEM);
+            jn__bconn_close(&k->cl.c, JN_ENOMEM);
         else
-            jn__bconn_flush(&k->c);
+            jn__bconn_flush(&k->cl.c);
         return;
     }
-    for (int i = 0; i < d->nconns; i++)
-        prod_fill(&d->conns[i]);
+    jn__bfleet_start(&d->fleet);
 }
 
 static bool kafka_settled(jn_bench_t *b)
@@ -848,9 +797,9 @@ static bool kafka_settled(jn_bench_t *b)
     if (d->consume)
         return true;
     /* With acks 0 "settled" means written: nothing left to hand over. */
-    for (int i = 0; i < d->nconns; i++) {
+    for (int i = 0; i < d->fleet.nconns; i++) {
         const kconn_t *k = &d->conns[i];
-        if (!k->dead && (k->rcount || k->c.writing || k->c.out.len))
+        if (!k->cl.dead && (k->rcount || k->cl.c.writing || k->cl.c.out.len))
             return false;
     }
     return true;
@@ -861,21 +810,20 @@ static void kafka_close(jn_bench_t *b)
     kafka_door_t *d = b->door_state;
     if (!d)
         return;
-    for (int i = 0; i < d->nconns; i++) {
+    for (int i = 0; i < d->fleet.nconns; i++) {
         kconn_t *k = &d->conns[i];
         if (k->retry_init && !uv_is_closing((uv_handle_t *)&k->retry))
             uv_close((uv_handle_t *)&k->retry, NULL);
-        jn__bconn_close(&k->c, 0);
     }
+    jn__bfleet_close(&d->fleet);
 }
 
 static void kafka_free(jn_bench_t *b)
 {
     kafka_door_t *d = b->door_state;
-    for (int i = 0; d->conns && i < d->nconns; i++) {
+    jn__bfleet_free(&d->fleet);
+    for (int i = 0; i < d->fleet.nconns; i++)
         free(d->conns[i].reqs);
-        jn__bconn_free(&d->conns[i].c);
-    }
     free(d->conns);
     free(d->payload);
     free(d->parts);

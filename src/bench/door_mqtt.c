@@ -28,7 +28,6 @@
 #define MQTT_SUB_PER_PACKET 100     /* topic filters per SUBSCRIBE */
 #define MQTT_SEEN_TOTAL (256u << 20) /* bytes of duplicate bitmaps, all subscribers */
 #define MQTT_SEEN_MIN (1u << 20)    /* ... but at least this per subscriber */
-#define MQTT_RATE_MS 1              /* pacing timer period with --rate */
 
 enum { PKT_CONNECT = 1, PKT_CONNACK, PKT_PUBLISH, PKT_PUBACK, PKT_PUBREC, PKT_PUBREL, PKT_PUBCOMP,
        PKT_SUBSCRIBE, PKT_SUBACK, PKT_UNSUBSCRIBE, PKT_UNSUBACK, PKT_PINGREQ, PKT_PINGRESP, PKT_DISCONNECT };
@@ -49,19 +48,13 @@ typedef struct mqtt_cfg {
 typedef struct mqtt_door mqtt_door_t;
 
 typedef struct mconn {
-    jn_bconn_t c;
+    jn_bclient_t cl;      /* first; ready: CONNACK (publisher) / every SUBACK (subscriber) in */
     mqtt_door_t *d;
-    int idx;              /* among publishers or subscribers */
-    bool is_pub;
-    bool ready;           /* CONNACK (publisher) / every SUBACK (subscriber) in */
-    bool dead;            /* lost after the start; no longer counted on */
     int subacks_due;      /* SUBACKs still expected */
     uint64_t last_out;    /* mono ns of the last packet queued */
     /* publisher */
     uint8_t *pid_state;   /* 65536 PID_* entries (QoS >= 1) */
     uint16_t next_pid;
-    uint32_t inflight;
-    uint64_t published;   /* messages this publisher sent */
     /* subscriber */
     uint8_t *seen;        /* bit per sequence number */
     size_t seen_bytes;
@@ -71,18 +64,14 @@ typedef struct mconn {
 struct mqtt_door {
     jn_bench_t *b;
     const mqtt_cfg_t *cfg;
+    jn_bfleet_t fleet;     /* over conns */
     mconn_t *conns;        /* publishers first, then subscribers */
-    int nconns;
-    int nready;
     char **topics;         /* --topics names */
     uint16_t *topic_len;
     uint8_t *payload;      /* template, restamped per message */
     uint64_t seq;          /* next sequence number, all publishers */
     size_t seen_max;       /* bitmap cap per subscriber */
     size_t in_max;         /* largest packet we accept + a read chunk */
-    uv_timer_t rate_timer;
-    bool rate_init;
-    bool warned_dead;
 };
 
 /* ---- wire primitives --------------------------------------------------- */
@@ -145,32 +134,14 @@ static int put_ack(jn_buf_t *o, uint8_t b0, uint16_t pid)
 
 /* ---- connections ------------------------------------------------------- */
 
-static void mc_lost(mconn_t *m, const char *why)
-{
-    mqtt_door_t *d = m->d;
-    jn_bench_t *b = d->b;
-    if (m->dead)
-        return;
-    m->dead = true;
-    b->errors++;
-    if (m->is_pub)
-        m->inflight = 0; /* never acknowledged now */
-    if (!d->warned_dead && !b->o->json) {
-        d->warned_dead = true;
-        fprintf(stderr, "\njunction bench mqtt: %s %d lost its connection (%s)\n",
-                m->is_pub ? "publisher" : "subscriber", m->idx, why);
-    }
-    jn__bench_poke(b);
-}
-
 static void mc_queued(mconn_t *m) { m->last_out = jn_mono_ns(); }
 
 static int send_connect(mconn_t *m)
 {
     char id[64];
-    snprintf(id, sizeof(id), "jnbench-%ld-%c%d", (long)getpid(), m->is_pub ? 'p' : 's', m->idx);
+    snprintf(id, sizeof(id), "jnbench-%ld-%c%d", (long)getpid(), m->cl.is_pub ? 'p' : 's', m->cl.idx);
     size_t idlen = strlen(id);
-    jn_buf_t *o = &m->c.out;
+    jn_buf_t *o = &m->cl.c.out;
     uint8_t vh[10] = {0, 4, 'M', 'Q', 'T', 'T', 4, 0x02 /* clean session */, 0, MQTT_KEEPALIVE_S};
     int rc = put_fixed(o, PKT_CONNECT << 4, (uint32_t)(sizeof(vh) + 2 + idlen));
     if (rc >= 0)
@@ -185,7 +156,7 @@ static int send_subscribes(mconn_t *m)
 {
     mqtt_door_t *d = m->d;
     int k = d->cfg->topics;
-    jn_buf_t *o = &m->c.out;
+    jn_buf_t *o = &m->cl.c.out;
     uint16_t pid = 1;
     for (int first = 0; first < k; first += MQTT_SUB_PER_PACKET, pid++) {
         int last = first + MQTT_SUB_PER_PACKET < k ? first + MQTT_SUB_PER_PACKET : k;
@@ -208,16 +179,6 @@ static int send_subscribes(mconn_t *m)
     return 0;
 }
 
-static void mark_ready(mconn_t *m)
-{
-    mqtt_door_t *d = m->d;
-    if (m->ready)
-        return;
-    m->ready = true;
-    if (++d->nready == d->nconns)
-        jn__bench_ready(d->b);
-}
-
 /* Free packet id for a new QoS >= 1 message (inflight < 65535 holds). */
 static uint16_t take_pid(mconn_t *m)
 {
@@ -231,31 +192,28 @@ static uint16_t take_pid(mconn_t *m)
 }
 
 /* Queues as many messages as the window, the rate and the batch allow. */
-static void pub_fill(mconn_t *m)
+static void pub_fill(jn_bclient_t *k)
 {
+    mconn_t *m = k->c.owner;
     mqtt_door_t *d = m->d;
     jn_bench_t *b = d->b;
     const mqtt_cfg_t *cfg = d->cfg;
-    if (!m->ready || m->dead || !m->c.connected || b->phase != JN_BENCH_RUNNING)
+    if (!m->cl.ready || m->cl.dead || !m->cl.c.connected || b->phase != JN_BENCH_RUNNING)
         return;
     size_t size = (size_t)b->o->size;
-    uint64_t allowed = UINT64_MAX;
-    if (cfg->rate > 0) {
-        double due = cfg->rate * (double)(jn_mono_ns() - b->t_ready) / 1e9;
-        allowed = (uint64_t)due + 1 > m->published ? (uint64_t)due + 1 - m->published : 0;
-    }
+    uint64_t allowed = jn__bclient_allowance(k, cfg->rate);
     bool any = false;
-    while (allowed > 0 && m->c.out.len < MQTT_BATCH) {
-        if (cfg->qos > 0 && m->inflight >= (uint32_t)cfg->inflight)
+    while (allowed > 0 && m->cl.c.out.len < MQTT_BATCH) {
+        if (cfg->qos > 0 && m->cl.inflight >= (uint32_t)cfg->inflight)
             break;
         if (!jn__bench_take(b))
             break;
-        int t = (int)((m->published + (uint64_t)m->idx) % (uint64_t)cfg->topics);
+        int t = (int)((m->cl.published + (uint64_t)m->cl.idx) % (uint64_t)cfg->topics);
         uint32_t rl = 2u + d->topic_len[t] + (cfg->qos ? 2u : 0u) + (uint32_t)size;
         uint16_t pid = 0;
         if (cfg->qos)
             pid = take_pid(m);
-        jn_buf_t *o = &m->c.out;
+        jn_buf_t *o = &m->cl.c.out;
         int rc = put_fixed(o, (uint8_t)(PKT_PUBLISH << 4 | cfg->qos << 1), rl);
         if (rc >= 0)
             rc = put_str(o, d->topics[t], d->topic_len[t]);
@@ -276,9 +234,9 @@ static void pub_fill(mconn_t *m)
         d->seq++;
         if (cfg->qos) {
             m->pid_state[pid] = cfg->qos == 1 ? PID_WAIT_PUBACK : PID_WAIT_PUBREC;
-            m->inflight++;
+            m->cl.inflight++;
         }
-        m->published++;
+        m->cl.published++;
         allowed--;
         b->sent++;
         b->sent_bytes += size;
@@ -287,7 +245,7 @@ static void pub_fill(mconn_t *m)
     }
     if (any)
         mc_queued(m);
-    jn__bconn_flush(&m->c);
+    jn__bconn_flush(&m->cl.c);
 }
 
 /* True when |seq| was seen before by |m|; remembers it otherwise. */
@@ -333,7 +291,7 @@ static int on_publish(mconn_t *m, uint8_t flags, const uint8_t *p, uint32_t rl)
     size_t plen = rl - off;
     uint32_t seq;
     uint64_t ns;
-    if (m->is_pub) {
+    if (m->cl.is_pub) {
         b->errors++; /* nobody subscribed publishers to anything */
     } else if (jn_stamp_read(payload, plen, &seq, &ns) < 0) {
         b->errors++; /* not ours: retained or someone else's message */
@@ -345,9 +303,9 @@ static int on_publish(mconn_t *m, uint8_t flags, const uint8_t *p, uint32_t rl)
     }
     int rc = 0;
     if (qos == 1)
-        rc = put_ack(&m->c.out, PKT_PUBACK << 4, pid);
+        rc = put_ack(&m->cl.c.out, PKT_PUBACK << 4, pid);
     else if (qos == 2)
-        rc = put_ack(&m->c.out, PKT_PUBREC << 4, pid);
+        rc = put_ack(&m->cl.c.out, PKT_PUBREC << 4, pid);
     if (qos)
         mc_queued(m);
     return rc;
@@ -371,13 +329,13 @@ static int on_packet(mconn_t *m, uint8_t b0, const uint8_t *p, uint32_t rl)
                            p[1]);
             return JN_EAUTH;
         }
-        if (m->is_pub)
-            mark_ready(m);
+        if (m->cl.is_pub)
+            jn__bclient_ready(&m->cl);
         else if (send_subscribes(m) < 0)
             return JN_ETOOBIG;
         return 0;
     case PKT_SUBACK:
-        if (m->is_pub || rl < 3 || m->subacks_due <= 0)
+        if (m->cl.is_pub || rl < 3 || m->subacks_due <= 0)
             return JN_EPROTO;
         for (uint32_t i = 2; i < rl; i++)
             if (p[i] == 0x80) {
@@ -385,14 +343,14 @@ static int on_packet(mconn_t *m, uint8_t b0, const uint8_t *p, uint32_t rl)
                 return JN_EPERM;
             }
         if (--m->subacks_due == 0)
-            mark_ready(m);
+            jn__bclient_ready(&m->cl);
         return 0;
     case PKT_PUBLISH:
         return on_publish(m, b0 & 0x0f, p, rl);
     case PKT_PUBACK:
     case PKT_PUBREC:
     case PKT_PUBCOMP: {
-        if (rl != 2 || !m->is_pub)
+        if (rl != 2 || !m->cl.is_pub)
             return JN_EPROTO;
         uint8_t want = type == PKT_PUBACK ? PID_WAIT_PUBACK : type == PKT_PUBREC ? PID_WAIT_PUBREC : PID_WAIT_PUBCOMP;
         if (m->pid_state[pid] != want) {
@@ -402,10 +360,10 @@ static int on_packet(mconn_t *m, uint8_t b0, const uint8_t *p, uint32_t rl)
         if (type == PKT_PUBREC) {
             m->pid_state[pid] = PID_WAIT_PUBCOMP;
             mc_queued(m);
-            return put_ack(&m->c.out, PKT_PUBREL << 4 | 0x02, pid);
+            return put_ack(&m->cl.c.out, PKT_PUBREL << 4 | 0x02, pid);
         }
         m->pid_state[pid] = PID_FREE;
-        m->inflight--;
+        m->cl.inflight--;
         b->acked++;
         return 0;
     }
@@ -413,7 +371,7 @@ static int on_packet(mconn_t *m, uint8_t b0, const uint8_t *p, uint32_t rl)
         if (rl != 2 || (b0 & 0x0f) != 0x02)
             return JN_EPROTO;
         mc_queued(m);
-        return put_ack(&m->c.out, PKT_PUBCOMP << 4, pid);
+        return put_ack(&m->cl.c.out, PKT_PUBCOMP << 4, pid);
     case PKT_PINGRESP:
         return 0;
     default:
@@ -452,14 +410,7 @@ static int mc_on_data(jn_bconn_t *c)
             break;
         off += total;
     }
-    jn_buf_consume(&c->in, off);
-    if (rc < 0)
-        return rc;
-    if (m->is_pub)
-        pub_fill(m);
-    jn__bconn_flush(c);
-    jn__bench_poke(d->b);
-    return 0;
+    return jn__bclient_parsed(&m->cl, off, rc);
 }
 
 static void mc_on_connect(jn_bconn_t *c)
@@ -469,42 +420,16 @@ static void mc_on_connect(jn_bconn_t *c)
         jn__bconn_close(c, JN_ENOMEM);
 }
 
-static void mc_on_writable(jn_bconn_t *c)
-{
-    mconn_t *m = c->owner;
-    if (m->is_pub)
-        pub_fill(m);
-}
-
-static void mc_on_close(jn_bconn_t *c, int err)
-{
-    mconn_t *m = c->owner;
-    jn_bench_t *b = m->d->b;
-    if (b->phase == JN_BENCH_DONE)
-        return;
-    char why[96];
-    if (err == JN_EPROTO)
-        snprintf(why, sizeof(why), "the broker sent a malformed or unexpected packet");
-    else if (err == JN_ETOOBIG)
-        snprintf(why, sizeof(why), "packet larger than expected");
-    else if (err < 0 && err != JN_ECLOSED && err > -4096 && err != JN_EAUTH && err != JN_EPERM)
-        snprintf(why, sizeof(why), "%s", uv_strerror(err));
-    else
-        snprintf(why, sizeof(why), "closed");
-    if (b->phase == JN_BENCH_CONNECTING) {
-        jn__bench_fail(b, "%s %d: %s %s:%d: %s", m->is_pub ? "publisher" : "subscriber", m->idx,
-                       c->was_connected ? "lost its connection to" : "cannot connect to", b->host, b->port, why);
-        return;
-    }
-    mc_lost(m, why);
-}
-
-static void on_rate(uv_timer_t *t)
-{
-    mqtt_door_t *d = t->data;
-    for (int i = 0; i < d->cfg->publishers; i++)
-        pub_fill(&d->conns[i]);
-}
+static const jn_bfleet_kind_t mqtt_kind = {
+    .door = "mqtt",
+    .pub = "publisher",
+    .sub = "subscriber",
+    .malformed = "the broker sent a malformed or unexpected packet",
+    .too_big = "packet larger than expected",
+    .on_connect = mc_on_connect,
+    .on_data = mc_on_data,
+    .fill = pub_fill,
+};
 
 /* ---- the door ---------------------------------------------------------- */
 
@@ -549,8 +474,7 @@ static int mqtt_open(jn_bench_t *b)
     d->payload = malloc(size);
     d->topics = calloc((size_t)cfg->topics, sizeof(*d->topics));
     d->topic_len = calloc((size_t)cfg->topics, sizeof(*d->topic_len));
-    int n = cfg->publishers + cfg->subscribers;
-    d->conns = calloc((size_t)n, sizeof(*d->conns));
+    d->conns = calloc((size_t)cfg->publishers + (size_t)cfg->subscribers, sizeof(*d->conns));
     if (!d->payload || !d->topics || !d->topic_len || !d->conns)
         goto nomem;
     if (jn_stamp_fill(d->payload, size, 0, 0) < 0)
@@ -570,73 +494,38 @@ static int mqtt_open(jn_bench_t *b)
     if (d->in_max < 2 * JN_BENCH_READ_CHUNK)
         d->in_max = 2 * JN_BENCH_READ_CHUNK;
     size_t out_max = MQTT_BATCH + size + MQTT_TOPIC_MAX + MQTT_OUT_EXTRA;
-    if (cfg->rate > 0) {
-        uv_timer_init(&b->loop, &d->rate_timer);
-        d->rate_timer.data = d;
-        d->rate_init = true;
-    }
-    for (int i = 0; i < n; i++) {
+    jn__bfleet_init(&d->fleet, b, &mqtt_kind, d->conns, sizeof(*d->conns), cfg->publishers, cfg->subscribers,
+                    d->in_max, out_max);
+    if (cfg->rate > 0)
+        jn__bfleet_pace(&d->fleet);
+    for (int i = 0; i < d->fleet.nconns; i++) {
         mconn_t *m = &d->conns[i];
         m->d = d;
-        m->is_pub = i < cfg->publishers;
-        m->idx = m->is_pub ? i : i - cfg->publishers;
-        d->nconns++;
-        jn__bconn_init(&m->c, b, m, d->in_max, out_max);
-        if (m->is_pub && cfg->qos && !(m->pid_state = calloc(65536, 1)))
+        if (m->cl.is_pub && cfg->qos && !(m->pid_state = calloc(65536, 1)))
             goto nomem;
-        m->c.on_connect = mc_on_connect;
-        m->c.on_data = mc_on_data;
-        m->c.on_writable = mc_on_writable;
-        m->c.on_close = mc_on_close;
-        int rc = jn__bconn_connect(&m->c);
-        if (rc < 0) {
-            jn__bench_fail(b, "cannot connect to %s:%d: %s", b->host, b->port, uv_strerror(rc));
-            return JN_EIO;
-        }
     }
-    return 0;
+    return jn__bfleet_connect(&d->fleet);
 nomem:
     jn__bench_fail(b, "out of memory");
     return JN_ENOMEM;
 }
 
-static void mqtt_start(jn_bench_t *b)
-{
-    mqtt_door_t *d = b->door_state;
-    if (d->rate_init)
-        uv_timer_start(&d->rate_timer, on_rate, MQTT_RATE_MS, MQTT_RATE_MS);
-    for (int i = 0; i < d->cfg->publishers; i++)
-        pub_fill(&d->conns[i]);
-}
-
-static void mqtt_drain(jn_bench_t *b)
-{
-    mqtt_door_t *d = b->door_state;
-    if (d->rate_init)
-        uv_timer_stop(&d->rate_timer);
-}
-
-static bool mqtt_settled(jn_bench_t *b)
-{
-    mqtt_door_t *d = b->door_state;
-    for (int i = 0; i < d->cfg->publishers; i++)
-        if (!d->conns[i].dead && d->conns[i].inflight)
-            return false;
-    return b->delivered >= b->expected;
-}
+static void mqtt_start(jn_bench_t *b) { jn__bfleet_start(&((mqtt_door_t *)b->door_state)->fleet); }
+static void mqtt_drain(jn_bench_t *b) { jn__bfleet_drain(&((mqtt_door_t *)b->door_state)->fleet); }
+static bool mqtt_settled(jn_bench_t *b) { return jn__bfleet_settled(&((mqtt_door_t *)b->door_state)->fleet); }
 
 static void mqtt_tick(jn_bench_t *b)
 {
     mqtt_door_t *d = b->door_state;
     uint64_t now = jn_mono_ns();
-    for (int i = 0; i < d->nconns; i++) {
+    for (int i = 0; i < d->fleet.nconns; i++) {
         mconn_t *m = &d->conns[i];
-        if (!m->ready || m->dead || !m->c.connected || now - m->last_out < MQTT_PING_NS)
+        if (!m->cl.ready || m->cl.dead || !m->cl.c.connected || now - m->last_out < MQTT_PING_NS)
             continue;
         static const uint8_t ping[2] = {PKT_PINGREQ << 4, 0};
-        if (jn_buf_append(&m->c.out, ping, 2) == 0) {
+        if (jn_buf_append(&m->cl.c.out, ping, 2) == 0) {
             mc_queued(m);
-            jn__bconn_flush(&m->c);
+            jn__bconn_flush(&m->cl.c);
         }
     }
 }
@@ -646,27 +535,25 @@ static void mqtt_close(jn_bench_t *b)
     mqtt_door_t *d = b->door_state;
     if (!d)
         return;
-    if (d->rate_init && !uv_is_closing((uv_handle_t *)&d->rate_timer))
-        uv_close((uv_handle_t *)&d->rate_timer, NULL);
-    for (int i = 0; i < d->nconns; i++) {
+    for (int i = 0; i < d->fleet.nconns; i++) {
         mconn_t *m = &d->conns[i];
-        if (m->c.connected && !m->c.writing && m->c.out.len == 0) {
+        if (m->cl.c.connected && !m->cl.c.writing && m->cl.c.out.len == 0) {
             /* A polite goodbye when the socket is idle; best effort. */
             static const uint8_t bye[2] = {PKT_DISCONNECT << 4, 0};
             uv_buf_t ub = uv_buf_init((char *)bye, 2);
-            (void)uv_try_write((uv_stream_t *)&m->c.tcp, &ub, 1);
+            (void)uv_try_write((uv_stream_t *)&m->cl.c.tcp, &ub, 1);
         }
-        jn__bconn_close(&m->c, 0);
     }
+    jn__bfleet_close(&d->fleet);
 }
 
 static void mqtt_free(jn_bench_t *b)
 {
     mqtt_door_t *d = b->door_state;
-    for (int i = 0; i < d->nconns; i++) {
+    jn__bfleet_free(&d->fleet);
+    for (int i = 0; i < d->fleet.nconns; i++) {
         free(d->conns[i].pid_state);
         free(d->conns[i].seen);
-        jn__bconn_free(&d->conns[i].c);
     }
     for (int i = 0; d->topics && i < d->cfg->topics; i++)
         free(d->topics[i]);

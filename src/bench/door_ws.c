@@ -33,7 +33,6 @@
 #define WS_OUT_EXTRA (1u << 20)
 #define WS_HEAD_MAX 8192          /* handshake response */
 #define WS_SUBJECT_MAX 1024
-#define WS_RATE_MS 1
 
 enum { OP_CONT = 0, OP_TEXT = 1, OP_BIN = 2, OP_CLOSE = 8, OP_PING = 9, OP_PONG = 10 };
 
@@ -51,30 +50,21 @@ typedef struct ws_cfg {
 typedef struct ws_door ws_door_t;
 
 typedef struct wconn {
-    jn_bconn_t c;
+    jn_bclient_t cl;     /* first; inflight: unacknowledged with --ack */
     ws_door_t *d;
-    int idx;
-    bool is_pub;
     bool upgraded;
-    bool ready;
-    bool dead;
     uint32_t mask_state; /* xorshift for masking keys */
-    uint32_t inflight;   /* publisher: unacknowledged with --ack */
-    uint64_t published;
 } wconn_t;
 
 struct ws_door {
     jn_bench_t *b;
     const ws_cfg_t *cfg;
+    jn_bfleet_t fleet;   /* over conns */
     wconn_t *conns;
-    int nconns, nready;
     uint8_t *payload;
     uint64_t seq;
     size_t subject_len;
     size_t in_max;
-    uv_timer_t rate_timer;
-    bool rate_init;
-    bool warned_dead;
     bool window_blocked; /* a publisher stopped at --window */
 };
 
@@ -92,7 +82,7 @@ static uint32_t next_mask(wconn_t *w)
 /* Appends a masked frame made of |a| then |b| (either may be empty). */
 static int put_frame(wconn_t *w, int op, const void *a, size_t alen, const void *bp, size_t blen)
 {
-    jn_buf_t *o = &w->c.out;
+    jn_buf_t *o = &w->cl.c.out;
     size_t n = alen + blen;
     uint8_t h[14];
     size_t hl = 0;
@@ -149,7 +139,7 @@ static int send_upgrade(wconn_t *w)
     key[k++] = '=';
     key[k] = 0;
     const char *tok = w->d->cfg->token;
-    return jn_buf_printf(&w->c.out,
+    return jn_buf_printf(&w->cl.c.out,
                          "GET %s%s%s%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                          "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
                          "Sec-WebSocket-Protocol: junction.v1\r\n\r\n",
@@ -171,32 +161,19 @@ static int send_subscribe(wconn_t *w)
     return rc;
 }
 
-static void mark_ready(wconn_t *w)
+static void pub_fill(jn_bclient_t *k)
 {
-    ws_door_t *d = w->d;
-    if (w->ready)
-        return;
-    w->ready = true;
-    if (++d->nready == d->nconns)
-        jn__bench_ready(d->b);
-}
-
-static void pub_fill(wconn_t *w)
-{
+    wconn_t *w = k->c.owner;
     ws_door_t *d = w->d;
     jn_bench_t *b = d->b;
     const ws_cfg_t *cfg = d->cfg;
-    if (!w->ready || w->dead || !w->c.connected || b->phase != JN_BENCH_RUNNING)
+    if (!w->cl.ready || w->cl.dead || !w->cl.c.connected || b->phase != JN_BENCH_RUNNING)
         return;
     size_t size = (size_t)b->o->size;
-    uint64_t allowed = UINT64_MAX;
-    if (cfg->rate > 0) {
-        double due = cfg->rate * (double)(jn_mono_ns() - b->t_ready) / 1e9;
-        allowed = (uint64_t)due + 1 > w->published ? (uint64_t)due + 1 - w->published : 0;
-    }
+    uint64_t allowed = jn__bclient_allowance(k, cfg->rate);
     uint64_t window = (uint64_t)cfg->window * (uint64_t)cfg->subscribers;
-    while (allowed > 0 && w->c.out.len < WS_BATCH) {
-        if (cfg->ack && w->inflight >= (uint32_t)cfg->inflight)
+    while (allowed > 0 && w->cl.c.out.len < WS_BATCH) {
+        if (cfg->ack && w->cl.inflight >= (uint32_t)cfg->inflight)
             break;
         if (window && b->expected - b->delivered >= window) {
             d->window_blocked = true;
@@ -226,15 +203,15 @@ static void pub_fill(wconn_t *w)
             break;
         }
         d->seq++;
-        w->published++;
+        w->cl.published++;
         allowed--;
         if (cfg->ack)
-            w->inflight++;
+            w->cl.inflight++;
         b->sent++;
         b->sent_bytes += size;
         b->expected += (uint64_t)cfg->subscribers;
     }
-    jn__bconn_flush(&w->c);
+    jn__bconn_flush(&w->cl.c);
 }
 
 /* ---- frames in --------------------------------------------------------- */
@@ -248,10 +225,10 @@ static int on_text(wconn_t *w, const uint8_t *p, size_t n)
     int rc = 0;
     if (!type) {
         rc = JN_EPROTO;
-    } else if (strcmp(type, "subscribed") == 0 && !w->is_pub) {
-        mark_ready(w);
-    } else if (strcmp(type, "ack") == 0 && w->is_pub && w->inflight) {
-        w->inflight--;
+    } else if (strcmp(type, "subscribed") == 0 && !w->cl.is_pub) {
+        jn__bclient_ready(&w->cl);
+    } else if (strcmp(type, "ack") == 0 && w->cl.is_pub && w->cl.inflight) {
+        w->cl.inflight--;
         b->acked++;
     } else if (strcmp(type, "error") == 0) {
         const char *msg = json_string_value(json_object_get(j, "message"));
@@ -261,8 +238,8 @@ static int on_text(wconn_t *w, const uint8_t *p, size_t n)
             rc = JN_EPERM;
         } else {
             b->errors++;
-            if (w->is_pub && w->d->cfg->ack && w->inflight)
-                w->inflight--; /* a refused publish is not acked */
+            if (w->cl.is_pub && w->d->cfg->ack && w->cl.inflight)
+                w->cl.inflight--; /* a refused publish is not acked */
         }
     } else if (strcmp(type, "lag") == 0) {
         b->errors++; /* records skipped: they show as lost */
@@ -274,7 +251,7 @@ static int on_text(wconn_t *w, const uint8_t *p, size_t n)
 static int on_binary(wconn_t *w, const uint8_t *p, size_t n, uint64_t now)
 {
     jn_bench_t *b = w->d->b;
-    if (w->is_pub || n < 28 || p[0] != 0x02) {
+    if (w->cl.is_pub || n < 28 || p[0] != 0x02) {
         b->errors++;
         return 0;
     }
@@ -298,13 +275,13 @@ static void window_check(ws_door_t *d)
         return;
     d->window_blocked = false;
     for (int i = 0; i < d->cfg->publishers; i++)
-        pub_fill(&d->conns[i]);
+        pub_fill(&d->conns[i].cl);
 }
 
 static int on_handshake(wconn_t *w, size_t *used)
 {
     jn_bench_t *b = w->d->b;
-    jn_buf_t *in = &w->c.in;
+    jn_buf_t *in = &w->cl.c.in;
     const uint8_t *end = memmem(in->data, in->len, "\r\n\r\n", 4);
     if (!end)
         return in->len > WS_HEAD_MAX ? JN_ETOOBIG : 0;
@@ -317,8 +294,8 @@ static int on_handshake(wconn_t *w, size_t *used)
     }
     w->upgraded = true;
     *used = hl;
-    if (w->is_pub) {
-        mark_ready(w);
+    if (w->cl.is_pub) {
+        jn__bclient_ready(&w->cl);
         return 0;
     }
     return send_subscribe(w);
@@ -380,16 +357,9 @@ static int on_data(jn_bconn_t *c)
             break;
         off += hl + (size_t)n;
     }
-    jn_buf_consume(&c->in, off);
-    if (rc < 0)
-        return rc;
-    if (w->is_pub)
-        pub_fill(w);
-    else if (d->window_blocked)
+    if (rc >= 0 && !w->cl.is_pub && d->window_blocked)
         window_check(d);
-    jn__bconn_flush(c);
-    jn__bench_poke(d->b);
-    return 0;
+    return jn__bclient_parsed(&w->cl, off, rc);
 }
 
 static void on_connect(jn_bconn_t *c)
@@ -398,53 +368,17 @@ static void on_connect(jn_bconn_t *c)
         jn__bconn_close(c, JN_ENOMEM);
 }
 
-static void on_writable(jn_bconn_t *c)
-{
-    wconn_t *w = c->owner;
-    if (w->is_pub)
-        pub_fill(w);
-}
-
-static void on_close(jn_bconn_t *c, int err)
-{
-    wconn_t *w = c->owner;
-    ws_door_t *d = w->d;
-    jn_bench_t *b = d->b;
-    if (b->phase == JN_BENCH_DONE || w->dead)
-        return;
-    char why[96];
-    if (err == JN_EPROTO)
-        snprintf(why, sizeof(why), "the server sent a malformed or unexpected frame");
-    else if (err == JN_ETOOBIG)
-        snprintf(why, sizeof(why), "frame larger than expected");
-    else if (err == JN_ECLOSED)
-        snprintf(why, sizeof(why), "the server sent a close frame");
-    else if (err < 0 && err > -4096)
-        snprintf(why, sizeof(why), "%s", uv_strerror(err));
-    else
-        snprintf(why, sizeof(why), "closed");
-    if (b->phase == JN_BENCH_CONNECTING) {
-        jn__bench_fail(b, "%s %d: %s %s:%d: %s", w->is_pub ? "publisher" : "subscriber", w->idx,
-                       c->was_connected ? "lost its connection to" : "cannot connect to", b->host, b->port, why);
-        return;
-    }
-    w->dead = true;
-    b->errors++;
-    w->inflight = 0;
-    if (!d->warned_dead && !b->o->json) {
-        d->warned_dead = true;
-        fprintf(stderr, "\njunction bench ws: %s %d lost its connection (%s)\n",
-                w->is_pub ? "publisher" : "subscriber", w->idx, why);
-    }
-    jn__bench_poke(b);
-}
-
-static void on_rate(uv_timer_t *t)
-{
-    ws_door_t *d = t->data;
-    for (int i = 0; i < d->cfg->publishers; i++)
-        pub_fill(&d->conns[i]);
-}
+static const jn_bfleet_kind_t ws_kind = {
+    .door = "ws",
+    .pub = "publisher",
+    .sub = "subscriber",
+    .malformed = "the server sent a malformed or unexpected frame",
+    .too_big = "frame larger than expected",
+    .closed = "the server sent a close frame",
+    .on_connect = on_connect,
+    .on_data = on_data,
+    .fill = pub_fill,
+};
 
 /* ---- the door ---------------------------------------------------------- */
 
@@ -490,8 +424,7 @@ static int ws_open(jn_bench_t *b)
         snprintf(b->path, sizeof(b->path), "/v1/ws");
     size_t size = (size_t)b->o->size;
     d->payload = malloc(size);
-    int n = cfg->publishers + cfg->subscribers;
-    d->conns = calloc((size_t)n, sizeof(*d->conns));
+    d->conns = calloc((size_t)cfg->publishers + (size_t)cfg->subscribers, sizeof(*d->conns));
     if (!d->payload || !d->conns || jn_stamp_fill(d->payload, size, 0, 0) < 0)
         goto nomem;
     /* A record frame: header, ids, stream and subject, then the value. */
@@ -499,77 +432,37 @@ static int ws_open(jn_bench_t *b)
     if (d->in_max < 2 * JN_BENCH_READ_CHUNK)
         d->in_max = 2 * JN_BENCH_READ_CHUNK;
     size_t out_max = WS_BATCH + size + WS_SUBJECT_MAX + 64 + WS_OUT_EXTRA;
-    if (cfg->rate > 0) {
-        uv_timer_init(&b->loop, &d->rate_timer);
-        d->rate_timer.data = d;
-        d->rate_init = true;
-    }
+    jn__bfleet_init(&d->fleet, b, &ws_kind, d->conns, sizeof(*d->conns), cfg->publishers, cfg->subscribers,
+                    d->in_max, out_max);
+    if (cfg->rate > 0)
+        jn__bfleet_pace(&d->fleet);
     uint32_t seed = (uint32_t)jn_mono_ns() ^ (uint32_t)getpid() << 16;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < d->fleet.nconns; i++) {
         wconn_t *w = &d->conns[i];
         w->d = d;
-        w->is_pub = i < cfg->publishers;
-        w->idx = w->is_pub ? i : i - cfg->publishers;
         w->mask_state = seed + (uint32_t)i * 2654435761u;
-        d->nconns++;
-        jn__bconn_init(&w->c, b, w, d->in_max, out_max);
-        w->c.on_connect = on_connect;
-        w->c.on_data = on_data;
-        w->c.on_writable = on_writable;
-        w->c.on_close = on_close;
-        int rc = jn__bconn_connect(&w->c);
-        if (rc < 0) {
-            jn__bench_fail(b, "cannot connect to %s:%d: %s", b->host, b->port, uv_strerror(rc));
-            return JN_EIO;
-        }
     }
-    return 0;
+    return jn__bfleet_connect(&d->fleet);
 nomem:
     jn__bench_fail(b, "out of memory");
     return JN_ENOMEM;
 }
 
-static void ws_start(jn_bench_t *b)
-{
-    ws_door_t *d = b->door_state;
-    if (d->rate_init)
-        uv_timer_start(&d->rate_timer, on_rate, WS_RATE_MS, WS_RATE_MS);
-    for (int i = 0; i < d->cfg->publishers; i++)
-        pub_fill(&d->conns[i]);
-}
-
-static void ws_drain(jn_bench_t *b)
-{
-    ws_door_t *d = b->door_state;
-    if (d->rate_init)
-        uv_timer_stop(&d->rate_timer);
-}
-
-static bool ws_settled(jn_bench_t *b)
-{
-    ws_door_t *d = b->door_state;
-    for (int i = 0; i < d->cfg->publishers; i++)
-        if (!d->conns[i].dead && d->conns[i].inflight)
-            return false;
-    return b->delivered >= b->expected;
-}
+static void ws_start(jn_bench_t *b) { jn__bfleet_start(&((ws_door_t *)b->door_state)->fleet); }
+static void ws_drain(jn_bench_t *b) { jn__bfleet_drain(&((ws_door_t *)b->door_state)->fleet); }
+static bool ws_settled(jn_bench_t *b) { return jn__bfleet_settled(&((ws_door_t *)b->door_state)->fleet); }
 
 static void ws_close(jn_bench_t *b)
 {
     ws_door_t *d = b->door_state;
-    if (!d)
-        return;
-    if (d->rate_init && !uv_is_closing((uv_handle_t *)&d->rate_timer))
-        uv_close((uv_handle_t *)&d->rate_timer, NULL);
-    for (int i = 0; i < d->nconns; i++)
-        jn__bconn_close(&d->conns[i].c, 0);
+    if (d)
+        jn__bfleet_close(&d->fleet);
 }
 
 static void ws_free(jn_bench_t *b)
 {
     ws_door_t *d = b->door_state;
-    for (int i = 0; i < d->nconns; i++)
-        jn__bconn_free(&d->conns[i].c);
+    jn__bfleet_free(&d->fleet);
     free(d->conns);
     free(d->payload);
     free(d);

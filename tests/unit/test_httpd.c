@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "core/metrics.h"
 #include "http/server.h"
+#include "tls_client.h"
 
 #define NOUT 12
 #define OUTCAP 16384
@@ -51,76 +52,26 @@ struct ctx {
 
 /* ---- client side (pthread) ---- */
 
+/* The connection first (tls_client.h), then what it received. */
 typedef struct cli {
-    int fd;
-    SSL_CTX *sctx;
-    SSL *ssl;
+    tls_cli_t t;
     char buf[1 << 16];
     size_t len;
 } cli_t;
 
-static cli_t *cli_open(int port, bool tls)
-{
-    cli_t *c = calloc(1, sizeof *c);
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = {5, 0};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(c->fd);
-        free(c);
-        return NULL;
-    }
-    if (tls) {
-        c->sctx = SSL_CTX_new(TLS_client_method());
-        SSL_CTX_set_verify(c->sctx, SSL_VERIFY_NONE, NULL);
-        c->ssl = SSL_new(c->sctx);
-        SSL_set_fd(c->ssl, c->fd);
-        if (SSL_connect(c->ssl) != 1) {
-            SSL_free(c->ssl);
-            SSL_CTX_free(c->sctx);
-            close(c->fd);
-            free(c);
-            return NULL;
-        }
-    }
-    return c;
-}
-
-static void cli_close(cli_t *c)
-{
-    if (!c)
-        return;
-    if (c->ssl) {
-        SSL_free(c->ssl);
-        SSL_CTX_free(c->sctx);
-    }
-    close(c->fd);
-    free(c);
-}
-
-static void cli_send(cli_t *c, const char *s)
-{
-    size_t n = strlen(s), off = 0;
-    while (off < n) {
-        ssize_t w = c->ssl ? SSL_write(c->ssl, s + off, (int)(n - off)) : send(c->fd, s + off, n - off, MSG_NOSIGNAL);
-        if (w <= 0)
-            return;
-        off += (size_t)w;
-    }
-}
+static cli_t *cli_open(int port, bool tls) { return tls_cli_open(sizeof(cli_t), port, tls); }
+static void cli_close(cli_t *c) { tls_cli_close(c); }
+static void cli_send(cli_t *c, const char *s) { tls_cli_send(&c->t, s); }
 
 /* Reads more into the buffer; returns bytes read, 0 at EOF, -1 on error. */
 static ssize_t cli_more(cli_t *c)
 {
     if (c->len == sizeof c->buf)
         return -1;
-    ssize_t n = c->ssl ? SSL_read(c->ssl, c->buf + c->len, (int)(sizeof c->buf - c->len))
-                       : recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+    ssize_t n = tls_cli_read(&c->t, c->buf + c->len, sizeof c->buf - c->len);
     if (n > 0)
         c->len += (size_t)n;
-    return n < 0 ? -1 : n;
+    return n;
 }
 
 /* Length of a complete response at the front of the buffer, or 0. */
@@ -192,7 +143,7 @@ static int cli_eof(cli_t *c)
         if (n == 0)
             return 1;
         if (n < 0)
-            return c->ssl ? 1 : 0; /* TLS: a reset after close_notify counts */
+            return c->t.ssl ? 1 : 0; /* TLS: a reset after close_notify counts */
         c->len = 0;
     }
 }
@@ -442,35 +393,6 @@ static void add_routes(jn_httpd_t *s)
     assert_int_equal(jn_httpd_route(s, "GET", "/upasync", h_upgrade_async, NULL), 0);
 }
 
-/* Generates a self-signed EC certificate and key into x->dir. */
-static void make_cert(ctx_t *x, char *cert, char *key, size_t n)
-{
-    EVP_PKEY *pk = EVP_EC_gen("P-256");
-    assert_non_null(pk);
-    X509 *c = X509_new();
-    X509_set_version(c, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(c), 1);
-    X509_gmtime_adj(X509_getm_notBefore(c), 0);
-    X509_gmtime_adj(X509_getm_notAfter(c), 3600);
-    X509_set_pubkey(c, pk);
-    X509_NAME *name = X509_get_subject_name(c);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
-    X509_set_issuer_name(c, name);
-    assert_true(X509_sign(c, pk, EVP_sha256()) > 0);
-    snprintf(cert, n, "%s/cert.pem", x->dir);
-    snprintf(key, n, "%s/key.pem", x->dir);
-    FILE *f = fopen(cert, "w");
-    assert_non_null(f);
-    PEM_write_X509(f, c);
-    fclose(f);
-    f = fopen(key, "w");
-    assert_non_null(f);
-    PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
-    fclose(f);
-    X509_free(c);
-    EVP_PKEY_free(pk);
-}
-
 /* Runs |fn| in a client thread against a fresh server. */
 static ctx_t *run(client_fn fn, const jn_httpd_config_t *cfg, bool tls, jn_metrics_t *m)
 {
@@ -492,7 +414,7 @@ static ctx_t *run(client_fn fn, const jn_httpd_config_t *cfg, bool tls, jn_metri
     if (tls) {
         snprintf(x->dir, sizeof x->dir, "/tmp/test_httpd.XXXXXX");
         assert_non_null(mkdtemp(x->dir));
-        make_cert(x, cert, key, sizeof cert);
+        tls_make_cert(x->dir, cert, key, sizeof cert);
         assert_int_equal(jn_httpd_listen(x->srv, "127.0.0.1", 0, cert, key), 0);
         x->tls_port = jn_httpd_port(x->srv, 1);
         assert_int_equal(jn_httpd_listen(x->srv, "127.0.0.1", 0, key, key), JN_EINVAL);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "tls_client.h"
 
 #define NOUT 8
 #define OUTCAP 4096
@@ -69,69 +70,12 @@ static uint8_t pattern(size_t i)
 
 /* ---- client side (pthread) ---- */
 
-typedef struct cli {
-    int fd;
-    SSL_CTX *sctx;
-    SSL *ssl;
-} cli_t;
+typedef tls_cli_t cli_t;
 
-static cli_t *cli_open(int port, bool tls)
-{
-    cli_t *c = calloc(1, sizeof *c);
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = {5, 0};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0)
-        goto fail;
-    if (tls) {
-        c->sctx = SSL_CTX_new(TLS_client_method());
-        SSL_CTX_set_verify(c->sctx, SSL_VERIFY_NONE, NULL);
-        c->ssl = SSL_new(c->sctx);
-        SSL_set_fd(c->ssl, c->fd);
-        if (SSL_connect(c->ssl) != 1)
-            goto fail;
-    }
-    return c;
-fail:
-    if (c->ssl)
-        SSL_free(c->ssl);
-    if (c->sctx)
-        SSL_CTX_free(c->sctx);
-    close(c->fd);
-    free(c);
-    return NULL;
-}
-
-static void cli_close(cli_t *c)
-{
-    if (!c)
-        return;
-    if (c->ssl) {
-        SSL_free(c->ssl);
-        SSL_CTX_free(c->sctx);
-    }
-    close(c->fd);
-    free(c);
-}
-
-static void cli_send(cli_t *c, const char *s)
-{
-    size_t n = strlen(s), off = 0;
-    while (off < n) {
-        ssize_t w = c->ssl ? SSL_write(c->ssl, s + off, (int)(n - off)) : send(c->fd, s + off, n - off, MSG_NOSIGNAL);
-        if (w <= 0)
-            return;
-        off += (size_t)w;
-    }
-}
-
-static ssize_t cli_read(cli_t *c, char *b, size_t n)
-{
-    ssize_t r = c->ssl ? SSL_read(c->ssl, b, (int)n) : recv(c->fd, b, n, 0);
-    return r < 0 ? -1 : r;
-}
+static cli_t *cli_open(int port, bool tls) { return tls_cli_open(sizeof(cli_t), port, tls); }
+static void cli_close(cli_t *c) { tls_cli_close(c); }
+static void cli_send(cli_t *c, const char *s) { tls_cli_send(c, s); }
+static ssize_t cli_read(cli_t *c, char *b, size_t n) { return tls_cli_read(c, b, n); }
 
 /* Reads exactly |n| bytes into |out| (NUL-terminated); returns the count. */
 static size_t cli_recv(cli_t *c, char *out, size_t n)
@@ -353,34 +297,6 @@ static void on_done(uv_async_t *a)
     uv_close((uv_handle_t *)a, NULL);
 }
 
-static void make_cert(ctx_t *x, char *cert, char *key, size_t n)
-{
-    EVP_PKEY *pk = EVP_EC_gen("P-256");
-    assert_non_null(pk);
-    X509 *c = X509_new();
-    X509_set_version(c, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(c), 1);
-    X509_gmtime_adj(X509_getm_notBefore(c), 0);
-    X509_gmtime_adj(X509_getm_notAfter(c), 3600);
-    X509_set_pubkey(c, pk);
-    X509_NAME *name = X509_get_subject_name(c);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
-    X509_set_issuer_name(c, name);
-    assert_true(X509_sign(c, pk, EVP_sha256()) > 0);
-    snprintf(cert, n, "%s/cert.pem", x->dir);
-    snprintf(key, n, "%s/key.pem", x->dir);
-    FILE *f = fopen(cert, "w");
-    assert_non_null(f);
-    PEM_write_X509(f, c);
-    fclose(f);
-    f = fopen(key, "w");
-    assert_non_null(f);
-    PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
-    fclose(f);
-    X509_free(c);
-    EVP_PKEY_free(pk);
-}
-
 static ctx_t *run(client_fn fn, hmode_t mode, bool tls)
 {
     static uv_loop_t loop;
@@ -407,7 +323,7 @@ static ctx_t *run(client_fn fn, hmode_t mode, bool tls)
     if (tls) {
         snprintf(x->dir, sizeof x->dir, "/tmp/test_net.XXXXXX");
         assert_non_null(mkdtemp(x->dir));
-        make_cert(x, cert, key, sizeof cert);
+        tls_make_cert(x->dir, cert, key, sizeof cert);
         assert_int_equal(jn_listener_open(x->net, "test", "127.0.0.1", 0, cert, key, on_accept, x, &l), 0);
         assert_true(jn_listener_is_tls(l));
         x->tls_port = jn_listener_port(l);

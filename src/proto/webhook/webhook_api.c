@@ -293,13 +293,48 @@ fail:
 
 /* ---- handlers ---- */
 
-static wh_ep_t *find_or_404(jn_webhook_t *w, jn_http_req_t *req)
+/* Every resource here is for administrators: false once the refusal is
+ * answered. */
+static bool admin_only(jn_webhook_t *w, jn_http_req_t *req)
 {
+    jn_principal_t p;
+    return jn__rest_admin(w->rest, req, &p, NULL);
+}
+
+/* The admin check, then the endpoint named by the path's {id}: NULL once
+ * the refusal or the 404 is answered. */
+static wh_ep_t *admin_endpoint(jn_webhook_t *w, jn_http_req_t *req)
+{
+    if (!admin_only(w, req))
+        return NULL;
     const char *id = jn_http_req_param(req, "id");
     wh_ep_t *ep = id ? jn__wh_ep_find(w, id) : NULL;
     if (!ep)
         jn_http_respond_error(req, 404, "not_found", "webhook endpoint '%s' does not exist", id ? id : "");
     return ep;
+}
+
+/* Builds a definition from the request's JSON body over |base| (NULL for a
+ * new endpoint): NULL once the error is answered. */
+static json_t *def_from_body(jn_webhook_t *w, jn_http_req_t *req, const json_t *base)
+{
+    json_t *in = jn__rest_body_json(req);
+    if (!in)
+        return NULL;
+    const char *code;
+    char err[512];
+    json_t *def = jn__wh_def_build(w, base, in, &code, err, sizeof err);
+    json_decref(in);
+    if (!def)
+        jn_http_respond_error(req, strcmp(code, "internal") == 0 ? 500 : 400, code, "%s", err);
+    return def;
+}
+
+/* Answers 400 bad_request with |msg| after dropping the request body |in|. */
+static void bad_body(jn_http_req_t *req, json_t *in, const char *msg)
+{
+    json_decref(in);
+    jn_http_respond_error(req, 400, "bad_request", "%s", msg);
 }
 
 /* Stores |def| as endpoint |id| and (re)starts it; answers errors. */
@@ -320,20 +355,11 @@ static bool store_and_apply(jn_webhook_t *w, jn_http_req_t *req, const char *id,
 static void wh_create(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    jn_principal_t p;
-    if (!jn__rest_admin(w->rest, req, &p, NULL))
+    if (!admin_only(w, req))
         return;
-    json_t *in = jn__rest_body_json(req);
-    if (!in)
+    json_t *def = def_from_body(w, req, NULL);
+    if (!def)
         return;
-    const char *code;
-    char err[512];
-    json_t *def = jn__wh_def_build(w, NULL, in, &code, err, sizeof err);
-    json_decref(in);
-    if (!def) {
-        jn_http_respond_error(req, strcmp(code, "internal") == 0 ? 500 : 400, code, "%s", err);
-        return;
-    }
     uint8_t raw[8];
     char id[32];
     if (RAND_bytes(raw, sizeof raw) != 1) {
@@ -355,8 +381,7 @@ static void wh_create(jn_http_req_t *req, void *arg)
 static void wh_list(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    jn_principal_t p;
-    if (!jn__rest_admin(w->rest, req, &p, NULL))
+    if (!admin_only(w, req))
         return;
     json_t *arr = jn__wh_list_json(w);
     jn__rest_respond_steal(req, 200, arr ? json_pack("{s:o}", "webhooks", arr) : NULL);
@@ -365,10 +390,7 @@ static void wh_list(jn_http_req_t *req, void *arg)
 static void wh_get(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    jn_principal_t p;
-    if (!jn__rest_admin(w->rest, req, &p, NULL))
-        return;
-    wh_ep_t *ep = find_or_404(w, req);
+    wh_ep_t *ep = admin_endpoint(w, req);
     if (ep)
         jn__rest_respond_steal(req, 200, jn__wh_ep_json(ep, true));
 }
@@ -376,23 +398,12 @@ static void wh_get(jn_http_req_t *req, void *arg)
 static void wh_patch(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    jn_principal_t p;
-    if (!jn__rest_admin(w->rest, req, &p, NULL))
-        return;
-    wh_ep_t *ep = find_or_404(w, req);
+    wh_ep_t *ep = admin_endpoint(w, req);
     if (!ep)
         return;
-    json_t *in = jn__rest_body_json(req);
-    if (!in)
+    json_t *def = def_from_body(w, req, jn__wh_ep_def(ep));
+    if (!def)
         return;
-    const char *code;
-    char err[512];
-    json_t *def = jn__wh_def_build(w, jn__wh_ep_def(ep), in, &code, err, sizeof err);
-    json_decref(in);
-    if (!def) {
-        jn_http_respond_error(req, strcmp(code, "internal") == 0 ? 500 : 400, code, "%s", err);
-        return;
-    }
     char id[64];
     snprintf(id, sizeof id, "%s", jn__wh_ep_id(ep));
     if (store_and_apply(w, req, id, def)) {
@@ -405,10 +416,7 @@ static void wh_patch(jn_http_req_t *req, void *arg)
 static void wh_delete(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    jn_principal_t p;
-    if (!jn__rest_admin(w->rest, req, &p, NULL))
-        return;
-    wh_ep_t *ep = find_or_404(w, req);
+    wh_ep_t *ep = admin_endpoint(w, req);
     if (!ep)
         return;
     char key[96];
@@ -425,10 +433,7 @@ static void wh_delete(jn_http_req_t *req, void *arg)
 static void wh_rotate(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    jn_principal_t p;
-    if (!jn__rest_admin(w->rest, req, &p, NULL))
-        return;
-    wh_ep_t *ep = find_or_404(w, req);
+    wh_ep_t *ep = admin_endpoint(w, req);
     if (!ep)
         return;
     size_t blen;
@@ -441,13 +446,11 @@ static void wh_rotate(jn_http_req_t *req, void *arg)
     char s[64];
     uint8_t tmp[JN_WH_SECRET_MAX];
     if (sec && (!json_is_string(sec) || jn_wh_secret_decode(json_string_value(sec), tmp) < 16)) {
-        json_decref(in);
-        jn_http_respond_error(req, 400, "bad_request", "secret must be \"whsec_\" + base64 of 16 to 64 bytes");
+        bad_body(req, in, "secret must be \"whsec_\" + base64 of 16 to 64 bytes");
         return;
     }
     if (grace && !int_in(grace, 0, 30LL * 24 * 3600 * 1000)) {
-        json_decref(in);
-        jn_http_respond_error(req, 400, "bad_request", "grace_ms must be an integer from 0 to 30 days");
+        bad_body(req, in, "grace_ms must be an integer from 0 to 30 days");
         return;
     }
     if (sec)
@@ -477,10 +480,7 @@ static void wh_rotate(jn_http_req_t *req, void *arg)
 static void wh_attempts(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    jn_principal_t p;
-    if (!jn__rest_admin(w->rest, req, &p, NULL))
-        return;
-    wh_ep_t *ep = find_or_404(w, req);
+    wh_ep_t *ep = admin_endpoint(w, req);
     if (!ep)
         return;
     int64_t limit = 100;
@@ -522,10 +522,7 @@ static bool stream_part(jn_http_req_t *req, const json_t *in, const char **strea
 static void wh_retry(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    jn_principal_t p;
-    if (!jn__rest_admin(w->rest, req, &p, NULL))
-        return;
-    wh_ep_t *ep = find_or_404(w, req);
+    wh_ep_t *ep = admin_endpoint(w, req);
     if (!ep)
         return;
     json_t *in = jn__rest_body_json(req);
@@ -538,8 +535,7 @@ static void wh_retry(jn_http_req_t *req, void *arg)
     json_t *mid = json_object_get(in, "message_id");
     if (json_is_string(mid)) {
         if (jn_wh_msgid_parse(json_string_value(mid), stream, sizeof stream, &part, &off) < 0) {
-            json_decref(in);
-            jn_http_respond_error(req, 400, "bad_request", "message_id is not a webhook-id of this server");
+            bad_body(req, in, "message_id is not a webhook-id of this server");
             return;
         }
         sname = stream;
@@ -550,8 +546,7 @@ static void wh_retry(jn_http_req_t *req, void *arg)
         }
         json_t *o = json_object_get(in, "offset");
         if (!int_in(o, 0, INT64_MAX)) {
-            json_decref(in);
-            jn_http_respond_error(req, 400, "bad_request", "offset (integer) or message_id is required");
+            bad_body(req, in, "offset (integer) or message_id is required");
             return;
         }
         off = (int64_t)json_integer_value(o);
@@ -564,10 +559,7 @@ static void wh_retry(jn_http_req_t *req, void *arg)
 static void wh_replay(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    jn_principal_t p;
-    if (!jn__rest_admin(w->rest, req, &p, NULL))
-        return;
-    wh_ep_t *ep = find_or_404(w, req);
+    wh_ep_t *ep = admin_endpoint(w, req);
     if (!ep)
         return;
     json_t *in = jn__rest_body_json(req);
@@ -583,8 +575,7 @@ static void wh_replay(jn_http_req_t *req, void *arg)
     snprintf(stream, sizeof stream, "%s", sname);
     json_t *from = json_object_get(in, "from"), *to = json_object_get(in, "to");
     if (!int_in(from, 0, INT64_MAX) || !int_in(to, 0, INT64_MAX)) {
-        json_decref(in);
-        jn_http_respond_error(req, 400, "bad_request", "from and to (inclusive offsets) are required");
+        bad_body(req, in, "from and to (inclusive offsets) are required");
         return;
     }
     int64_t f = (int64_t)json_integer_value(from), t = (int64_t)json_integer_value(to);
