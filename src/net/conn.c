@@ -53,7 +53,7 @@
 #define TLS_RBIO_MAX 65536  /* stop reading above this much undecrypted input */
 #define FILE_CHUNK 65536    /* pread fallback of a file segment when the socket is full */
 #define SENDFILE_MAX (1u << 30) /* one sendfile call */
-#define TRIM_AFTER ((size_t)1 << 20) /* freed buffer bytes that make the sweep trim the heap */
+#define TRIM_AFTER ((size_t)256 << 10) /* freed buffer bytes that make the sweep trim the heap */
 
 /* A part of the output queued before |out| (see the file comment). */
 typedef struct out_seg {
