@@ -118,6 +118,10 @@ static void test_msgid(void **state)
     assert_int_equal(off, 42);
     assert_int_equal(jn_wh_msgid_parse("msg_3_x_s", stream, sizeof stream, &p, &off), JN_EINVAL);
     assert_int_equal(jn_wh_msgid_parse("msg_3_1_", stream, sizeof stream, &p, &off), JN_EINVAL);
+    /* Canonical numbers only: an id names one record (found by fuzz_webhook). */
+    assert_int_equal(jn_wh_msgid_parse("msg_03_1_s", stream, sizeof stream, &p, &off), JN_EINVAL);
+    assert_int_equal(jn_wh_msgid_parse("msg_3_01_s", stream, sizeof stream, &p, &off), JN_EINVAL);
+    assert_int_equal(jn_wh_msgid_parse("msg_0_0_s", stream, sizeof stream, &p, &off), 0);
     assert_int_equal(jn_wh_msgid_parse("evt_3_1_s", stream, sizeof stream, &p, &off), JN_EINVAL);
     assert_int_equal(jn_wh_msgid_parse("msg_-3_1_s", stream, sizeof stream, &p, &off), JN_EINVAL);
     assert_int_equal(jn_wh_msgid(id, 8, "orders", 3, 42), JN_ETOOBIG);

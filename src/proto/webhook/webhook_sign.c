@@ -279,11 +279,14 @@ int jn_wh_msgid_parse(const char *id, char *stream, size_t streamlen, uint32_t *
     char *end;
     errno = 0;
     unsigned long part = strtoul(p, &end, 10);
-    if (errno || end == p || *end != '_' || part > UINT32_MAX || !isdigit((unsigned char)*p))
+    /* Canonical only (no sign, no leading zero): an id names one record
+     * and renders back to itself. */
+    if (errno || end == p || *end != '_' || part > UINT32_MAX || !isdigit((unsigned char)*p) ||
+        (*p == '0' && end - p > 1))
         return JN_EINVAL;
     p = end + 1;
     long long off = strtoll(p, &end, 10);
-    if (errno || end == p || *end != '_' || off < 0 || !isdigit((unsigned char)*p))
+    if (errno || end == p || *end != '_' || off < 0 || !isdigit((unsigned char)*p) || (*p == '0' && end - p > 1))
         return JN_EINVAL;
     p = end + 1;
     size_t sl = strlen(p);
