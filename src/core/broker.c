@@ -34,6 +34,10 @@
  * Everything that happens after an append - table index updates and live
  * delivery to subscriptions - happens in one place (after_append), so that
  * every door gets it whether it publishes records or appends whole batches.
+ * Its last step calls the append hooks (jn_broker_on_append): a signal that
+ * costs nothing per record, for doors that only need to know a partition
+ * grew (a parked Kafka Fetch) and would otherwise subscribe and have every
+ * record - compressed batches decompressed - offered to them.
  */
 #include "broker_int.h"
 
@@ -714,6 +718,17 @@ const char *jn_broker_stream_of_subject(const jn_broker_t *b, const char *subjec
 
 /* ---- append path ---- */
 
+/* Append hooks: a partition grew. Last, so that a hook sees the records
+ * already offered and indexed. */
+static void notify_append(jn_broker_t *b, jn_stream_t *s, uint32_t p)
+{
+    if (b->nhooks == 0)
+        return;
+    int64_t end = jn_plog_end_offset(s->parts[p]->log);
+    for (size_t i = 0; i < b->nhooks; i++)
+        b->hooks[i].cb(b->hooks[i].arg, s, p, end);
+}
+
 /* Everything that follows an append, for every door. */
 static void after_append(jn_broker_t *b, jn_stream_t *s, uint32_t p, const uint8_t *batch, size_t len,
                          int64_t base, int32_t count, const char *subject, size_t subject_len)
@@ -726,6 +741,7 @@ static void after_append(jn_broker_t *b, jn_stream_t *s, uint32_t p, const uint8
         jn__table_index_batch(s, p, batch, len, base);
     if (!jn_list_empty(&s->subs))
         jn__sub_offer_batch(b, s, p, batch, len, base, subject, subject_len);
+    notify_append(b, s, p);
 }
 
 /* after_append for a publish whose records all went into one batch: live
@@ -743,6 +759,7 @@ static void after_publish(jn_broker_t *b, jn_stream_t *s, const jn_pub_batch_t *
         jn__table_index_batch(s, pb->partition, batch, pb->len, pb->base);
     if (!jn_list_empty(&s->subs))
         jn__sub_offer_records(b, s, pb->partition, recs, n, pb->base, now, subject, subject_len, add_subject);
+    notify_append(b, s, pb->partition);
 }
 
 static int reserve_publish(jn_broker_t *b, size_t n, uint32_t nparts)
@@ -968,6 +985,31 @@ void jn_broker_wait_durable(jn_broker_t *b, jn_stream_t *s, uint32_t partition, 
      * comes even when the appends were flushed already. */
     mark_dirty(b, part);
     jn_plog_wait_durable(part->log, w, offset, cb);
+}
+
+int jn_broker_on_append(jn_broker_t *b, jn_append_cb cb, void *arg)
+{
+    if (!b || !cb)
+        return JN_EINVAL;
+    if (b->nhooks >= JN_BROKER_APPEND_HOOKS_MAX)
+        return JN_ENOMEM;
+    b->hooks[b->nhooks].cb = cb;
+    b->hooks[b->nhooks].arg = arg;
+    b->nhooks++;
+    return 0;
+}
+
+void jn_broker_off_append(jn_broker_t *b, jn_append_cb cb, void *arg)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->nhooks; i++) {
+        if (b->hooks[i].cb == cb && b->hooks[i].arg == arg) {
+            memmove(&b->hooks[i], &b->hooks[i + 1], (b->nhooks - i - 1) * sizeof b->hooks[0]);
+            b->nhooks--;
+            return;
+        }
+    }
 }
 
 /* ---- flushing and maintenance ---- */

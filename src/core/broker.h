@@ -164,6 +164,32 @@ int64_t jn_broker_append_batch(jn_broker_t *b, jn_stream_t *s, uint32_t partitio
 void jn_broker_wait_durable(jn_broker_t *b, jn_stream_t *s, uint32_t partition, int64_t offset,
                             jn_durable_waiter_t *w, jn_durable_cb cb);
 
+/* ---- append notification ----
+ *
+ * A signal that a partition grew, for code that waits on the log itself
+ * rather than on records (a Kafka Fetch long-poll): nothing is decoded or
+ * matched against filters to raise it, unlike a subscription. */
+
+#define JN_BROKER_APPEND_HOOKS_MAX 8
+
+/* |end_offset| is the partition's end offset (next offset to be assigned)
+ * after the append. Called on the loop thread after every append to any
+ * stream - user and internal ones alike, whether through jn_broker_publish,
+ * jn_broker_append_batch, a table write or a queue - once per partition
+ * written by the call, after live subscribers were offered the records.
+ * It runs on the hot path: it must be cheap, must not append, create or
+ * delete streams, and must not add or remove hooks. */
+typedef void (*jn_append_cb)(void *arg, jn_stream_t *s, uint32_t partition, int64_t end_offset);
+
+/* Adds a hook called as above until jn_broker_off_append (the hook's owner
+ * removes it before it goes away; the broker forgets hooks at close).
+ * Returns 0, JN_EINVAL (NULL |cb|), or JN_ENOMEM when
+ * JN_BROKER_APPEND_HOOKS_MAX hooks are registered. The same (cb, arg)
+ * added twice is called twice. */
+int jn_broker_on_append(jn_broker_t *b, jn_append_cb cb, void *arg) JN_MUST_CHECK;
+/* Removes one registration of (cb, arg); nothing when there is none. */
+void jn_broker_off_append(jn_broker_t *b, jn_append_cb cb, void *arg);
+
 /* ---- subscriptions: cursors into the log ----
  *
  * A subscription is a filter plus a position in each partition of every

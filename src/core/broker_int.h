@@ -182,6 +182,13 @@ struct jn_broker {
     jn_counter_t *m_dropped;   /* records lossy subscriptions skipped */
     jn_qreg_t *queues;         /* queue registry (queue.c); NULL before open replayed it */
 
+    /* Append notifications (jn_broker_on_append), called in order. */
+    struct jn_append_hook {
+        jn_append_cb cb;
+        void *arg;
+    } hooks[JN_BROKER_APPEND_HOOKS_MAX];
+    size_t nhooks;
+
     jn_broker_handles_t *h;
     /* The last subject jn_broker_publish found valid: publishers repeat
      * their subjects, and a compare is cheaper than a validation. */

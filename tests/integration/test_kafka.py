@@ -322,6 +322,75 @@ def test_bad_input(server):
     assert msgs[0].value() == b"x"
 
 
+
+def parked_fetch(server, topic, offset, max_wait_ms):
+    """Sends a Fetch v4 of |topic|/0 from |offset| (min_bytes 1) on a new
+    connection; returns (socket, thread) - the thread fills .result with
+    (seconds until the answer, response bytes)."""
+    import threading
+    s = socket.create_connection(("127.0.0.1", server.kafka_port), timeout=30)
+    body = struct.pack(">iiiib", -1, max_wait_ms, 1, 1 << 20, 0) + struct.pack(">i", 1) + kstr(topic) + \
+        struct.pack(">i", 1) + struct.pack(">iqi", 0, offset, 1 << 20)
+    t = threading.Thread(target=lambda: None)
+
+    def run():
+        t0 = time.monotonic()
+        kreq(s, 1, 4, body, corr=5)
+        r = kresp(s)
+        t.result = (time.monotonic() - t0, r)
+
+    t = threading.Thread(target=run)
+    t.result = None
+    t.start()
+    return s, t
+
+
+def test_long_poll_fetch_woken_by_any_door(server):
+    """A parked Fetch (max_wait 20 s) answers as soon as a record lands in
+    its partition, whichever door appended it: REST, MQTT, a compressed
+    Kafka produce. Appends elsewhere (another topic, an internal table)
+    leave it parked; the deadline still answers an empty fetch."""
+    produce(server, "lp", [b"first"])
+    produce(server, "lp-other", [b"x"])
+    mqtt = None
+    try:
+        import paho.mqtt.publish as mqtt
+    except ImportError:
+        pass
+    offset = 1
+    doors = ["rest", "kafka-lz4"] + (["mqtt"] if mqtt else [])
+    for door in doors:
+        s, t = parked_fetch(server, b"lp", offset, 20000)
+        time.sleep(0.5)  # parked by now (it would only answer later anyway)
+        produce(server, "lp-other", [b"elsewhere"])
+        time.sleep(0.3)
+        assert t.result is None, "woken by an append to another topic"
+        value = f"via-{door}".encode()
+        if door == "rest":
+            r = server.post("/v1/publish/lp", data=value)
+            assert r.status_code == 201, r.text
+        elif door == "mqtt":
+            mqtt.single("lp", value, qos=1, hostname="127.0.0.1", port=server.mqtt_port)
+        else:
+            produce(server, "lp", [value], **{"compression.type": "lz4"})
+        t.join(15)
+        s.close()
+        assert t.result is not None, f"{door}: the parked fetch was not woken"
+        elapsed, r = t.result
+        assert elapsed < 15, f"{door}: answered at the deadline, not by the append"
+        # topics[1], name, partitions[1], partition, error
+        off = 4 + 4 + 4 + 2 + 2 + 4 + 4
+        assert struct.unpack(">h", r[off:off + 2])[0] == 0
+        if door != "kafka-lz4":  # lz4: the batch is stored (and fetched) compressed
+            assert value in r
+        offset += 1
+    # Nothing arrives: the deadline answers, with no records.
+    s, t = parked_fetch(server, b"lp", offset, 300)
+    t.join(15)
+    s.close()
+    assert t.result is not None
+    assert struct.unpack(">i", t.result[1][-4:])[0] == 0  # records: empty
+
 def stored_codecs(server, topic):
     """The compression codecs of the batches stored for |topic| (read from
     its segment files: attributes bits 0-2 of each batch header)."""

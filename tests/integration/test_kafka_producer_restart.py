@@ -235,3 +235,33 @@ def test_sigkill_with_lazy_fsync(make_server, policy):
         assert k.produce(topic, record_batch(pid, epoch, b * per, [b"y" * 300] * per), acks=1) == (0, bases[b])
     assert k.end_offset(topic) == end
     k.close()
+
+
+def test_producer_ids_never_reused_after_sigkill(make_server):
+    """InitProducerId answers only once its id block's reservation is
+    durable: however soon after an answer the server is killed, the ids
+    handed out after the restart are all new. Rounds kill right after the
+    first id of a run (the reservation write of that very request), after
+    ids that cross a block boundary (1000 ids per block), and with several
+    connections asking at once."""
+    s = make_server(["--streams.fsync", "interval"])
+    seen = set()
+    for round_, n in enumerate([1, 1002, 3, 1]):
+        conns = [Kafka(s.kafka_port) for _ in range(1 if n > 3 else 3)]
+        ids = []
+        for i in range(n):
+            pid, epoch = conns[i % len(conns)].init_producer_id()
+            assert epoch == 0
+            ids.append(pid)
+        assert len(set(ids)) == n
+        assert not seen.intersection(ids), f"round {round_}: an id was handed out before"
+        assert min(ids) > max(seen, default=0)
+        seen.update(ids)
+        s.kill()  # at once: no loop iteration of grace after the answer
+        for c in conns:
+            c.close()
+        s.start()
+    k = Kafka(s.kafka_port)
+    pid, _ = k.init_producer_id()
+    assert pid > max(seen)
+    k.close()

@@ -1,6 +1,11 @@
 /* kafka.c - the Kafka door's connection side: listener, request framing,
  * authentication gate, dispatch to the handlers, and parking of requests
- * that wait (Fetch long-polls, acks=all produces, join and sync rounds).
+ * that wait (Fetch long-polls, acks=all produces, join and sync rounds,
+ * InitProducerId until its id block is durable).
+ *
+ * Parked fetches are woken by the broker's append hook (jn_broker_on_append):
+ * one cheap call per append, no records offered, no batch decompressed;
+ * the tick then runs every parked fetch again.
  *
  * A connection serves one request at a time, as a Kafka broker does (it
  * mutes the channel until the response is sent): a request that must wait
@@ -187,6 +192,7 @@ static void tick_cb(uv_timer_t *t)
 {
     jn_kafka_t *k = t->data;
     int64_t now = jn__kafka_now();
+    k->wake_armed = false;
     jn_kgroups_tick(k->groups, now);
     /* Re-run every parked fetch: either data arrived (it answers now) or
      * the deadline passed (it answers with what there is). */
@@ -223,11 +229,14 @@ void jn__kafka_fetch_park(kconn_t *kc, int64_t deadline)
 }
 
 /* Records were appended somewhere: parked fetches look again on the next
- * loop iteration (never from inside the append). */
+ * loop iteration (never from inside the append). Once armed, further
+ * appends before the tick runs cost a test. */
 void jn__kafka_wake(jn_kafka_t *k)
 {
-    if (!jn_list_empty(&k->parked))
+    if (!jn_list_empty(&k->parked) && !k->wake_armed) {
+        k->wake_armed = true;
         arm_tick(k, 0);
+    }
 }
 
 /* ---- dispatch ---- */
@@ -350,6 +359,7 @@ static void on_close(jn_conn_t *conn, int reason)
     jn_kgroups_cancel(kc->k->groups, kc);
     jn__kafka_produce_cancel(kc);
     jn__kafka_offset_commit_cancel(kc);
+    jn__kafka_init_producer_id_cancel(kc);
     jn_karena_free(&kc->arena);
     free(kc->scram_auth);
     free(kc);
@@ -385,12 +395,14 @@ static void on_accept(jn_conn_t *conn, void *arg)
 
 /* ---- lifecycle ---- */
 
-static int deliver_cb(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
+/* The broker's append hook. Internal ("__") streams cannot be fetched
+ * over Kafka, so their appends (tables, queues) wake nothing. */
+static void on_append(void *arg, jn_stream_t *s, uint32_t partition, int64_t end_offset)
 {
-    (void)sub;
-    (void)d;
-    jn__kafka_wake(arg);
-    return 0;
+    (void)partition;
+    (void)end_offset;
+    if (!jn_stream_is_internal(s))
+        jn__kafka_wake(arg);
 }
 
 int jn_kafka_new(uv_loop_t *loop, jn_broker_t *b, const jn_kafka_config_t *cfg, jn_kafka_t **out)
@@ -424,10 +436,10 @@ int jn_kafka_new(uv_loop_t *loop, jn_broker_t *b, const jn_kafka_config_t *cfg, 
     k->net = jn_net_new(loop, NULL);
     if (!k->net)
         goto fail;
-    jn_sub_opts_t so = {.filter = "#", .start = JN_START_LIVE, .lossy = true, .deliver = deliver_cb, .arg = k};
-    rc = jn_broker_subscribe(b, &so, &k->wake);
+    rc = jn_broker_on_append(b, on_append, k);
     if (rc)
         goto fail;
+    k->hooked = true;
     rc = jn_listener_open(k->net, "kafka", cfg->host, cfg->port, NULL, NULL, on_accept, k, &k->listener);
     if (rc)
         goto fail;
@@ -452,8 +464,8 @@ void jn_kafka_free(jn_kafka_t *k)
 {
     if (!k)
         return;
-    if (k->wake)
-        jn_sub_close(k->wake);
+    if (k->hooked)
+        jn_broker_off_append(k->broker, on_append, k);
     if (k->net)
         jn_net_free(k->net); /* on_close of each conn runs: groups still exist */
     jn_kgroups_free(k->groups);

@@ -416,7 +416,6 @@ void jn__kafka_produce(kconn_t *kc, jn_kafka_produce_req_t *req)
     }
     kc->nwaits = total;
     bool txn = req->transactional_id.len >= 0;
-    bool appended = false;
     int32_t idx = 0;
     for (int32_t i = 0; i < req->ntopics; i++) {
         jn_kafka_produce_topic_t *t = &req->topics[i];
@@ -454,15 +453,12 @@ void jn__kafka_produce(kconn_t *kc, jn_kafka_produce_req_t *req)
             pw->error = produce_partition(kc, s, (uint32_t)pp->index, pp->records, (size_t)pp->records_len,
                                           &pw->base_offset, &last);
             pw->log_start = jn_plog_start_offset(jn_stream_plog(s, (uint32_t)pp->index));
-            if (!pw->error) {
-                appended = true;
-                /* armed below, once every partition is appended */
+            /* Armed below, once every partition is appended. Parked
+             * fetches were woken by the broker's append hook. */
+            if (!pw->error)
                 pw->w.offset = last;
-            }
         }
     }
-    if (appended)
-        jn__kafka_wake(kc->k);
     if (req->acks != -1) {
         if (req->acks != 0)
             write_produce_response(kc, req);
@@ -494,7 +490,16 @@ void jn__kafka_produce(kconn_t *kc, jn_kafka_produce_req_t *req)
     }
 }
 
-/* ---- InitProducerId ---- */
+/* ---- InitProducerId ----
+ *
+ * Ids are handed out from blocks of KAFKA_PID_BLOCK reserved in the
+ * KAFKA_PID_TABLE table (fsync always): its "next" key holds the first id
+ * of no block yet. An id is answered only once the record reserving its
+ * block is durable, so that after a crash or power loss the server starts
+ * past every id a client was given (ids of a block never answered are
+ * simply skipped). Requests wait only while that record's fsync is in
+ * flight (the one that reserved, and any arriving meanwhile); the rest of
+ * the block finds it durable and is answered at once. */
 
 static int reserve_pids(jn_kafka_t *k)
 {
@@ -529,37 +534,76 @@ static int reserve_pids(jn_kafka_t *k)
     char val[32];
     int64_t limit = k->pid_limit + KAFKA_PID_BLOCK;
     int n = snprintf(val, sizeof val, "%" PRId64, limit);
+    jn_publish_result_t res;
     int rc = jn_broker_table_put(b, KAFKA_PID_TABLE, (const uint8_t *)"next", 4, (const uint8_t *)val, (size_t)n,
-                                 "text/plain", NULL);
+                                 "text/plain", &res);
     if (rc)
         return rc;
     k->pid_limit = limit;
+    k->pid_part = (uint32_t)res.partition;
+    k->pid_offset = res.offset;
     return 0;
 }
 
-void jn__kafka_init_producer_id(kconn_t *kc, const jn_kafka_init_producer_id_req_t *req)
+static void write_pid_response(kconn_t *kc, int16_t err, int64_t pid)
 {
-    jn_kafka_t *k = kc->k;
-    int16_t err = 0;
-    int64_t pid = -1;
-    int16_t epoch = -1;
-    if (req->transactional_id.len >= 0) {
-        err = JN_KERR_INVALID_REQUEST; /* transactions are not supported */
-    } else if (k->next_pid >= k->pid_limit && reserve_pids(k) != 0) {
-        err = JN_KERR_KAFKA_STORAGE_ERROR;
-    } else {
-        pid = k->next_pid++;
-        epoch = 0;
-    }
     jn_kwriter_t w;
     size_t mark;
     jn__kafka_begin(kc, &w, &mark);
     jn_kw_i32(&w, 0);
     jn_kw_i16(&w, err);
-    jn_kw_i64(&w, pid);
-    jn_kw_i16(&w, epoch);
+    jn_kw_i64(&w, err ? -1 : pid);
+    jn_kw_i16(&w, err ? -1 : 0); /* epoch */
     jn_kw_tags(&w);
     jn__kafka_end(kc, &w, mark);
+}
+
+static void pid_durable_cb(jn_durable_waiter_t *w, int status)
+{
+    kconn_t *kc = jn_container_of(w, kconn_t, pid_wait);
+    jn_kafka_t *k = kc->k;
+    if (kc->park != KPARK_PID)
+        return;
+    if (status) {
+        /* The reservation may be lost: hand out nothing more of its block
+         * (the next request reserves a new one past it). */
+        jn_warn("kafka: producer id block not durable (%s)", jn_strerror(status));
+        k->next_pid = k->pid_limit;
+        write_pid_response(kc, JN_KERR_KAFKA_STORAGE_ERROR, -1);
+    } else {
+        write_pid_response(kc, 0, kc->pid);
+    }
+    jn__kafka_unpark(kc);
+}
+
+void jn__kafka_init_producer_id_cancel(kconn_t *kc)
+{
+    if (kc->park == KPARK_PID)
+        jn_plog_cancel_durable(&kc->pid_wait);
+}
+
+void jn__kafka_init_producer_id(kconn_t *kc, const jn_kafka_init_producer_id_req_t *req)
+{
+    jn_kafka_t *k = kc->k;
+    if (req->transactional_id.len >= 0) {
+        write_pid_response(kc, JN_KERR_INVALID_REQUEST, -1); /* transactions are not supported */
+        return;
+    }
+    /* The table gone (deleted by an admin) took the reservation with it:
+     * reserve again, past the ids handed out. */
+    jn_stream_t *s = jn_broker_stream_find(k->broker, KAFKA_PID_TABLE, strlen(KAFKA_PID_TABLE));
+    if (!s || k->next_pid >= k->pid_limit) {
+        if (reserve_pids(k) != 0 ||
+            !(s = jn_broker_stream_find(k->broker, KAFKA_PID_TABLE, strlen(KAFKA_PID_TABLE)))) {
+            write_pid_response(kc, JN_KERR_KAFKA_STORAGE_ERROR, -1);
+            return;
+        }
+    }
+    kc->pid = k->next_pid++;
+    /* Fires at once (inside this call) when the reservation is durable
+     * already; jn__kafka_unpark knows the request is still in dispatch. */
+    kc->park = KPARK_PID;
+    jn_broker_wait_durable(k->broker, s, k->pid_part, k->pid_offset, &kc->pid_wait, pid_durable_cb);
 }
 
 /* ---- Fetch ----

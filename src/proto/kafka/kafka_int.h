@@ -29,12 +29,15 @@ struct jn_kafka {
     jn_net_t *net;
     jn_listener_t *listener;
     jn_kgroups_t *groups;
-    jn_sub_t *wake;       /* lossy live subscription to "#": wakes parked fetches */
+    bool wake_armed;      /* an append armed the tick at 0: parked fetches look again */
+    bool hooked;          /* on_append registered with the broker */
     uv_timer_t tick;      /* group sessions and parked fetch deadlines */
     bool tick_init;
     jn_list_t parked;     /* connections with a parked Fetch */
     int64_t next_pid;     /* next producer id to hand out */
-    int64_t pid_limit;    /* first id not yet reserved durably */
+    int64_t pid_limit;    /* first id not yet reserved (the reservation may not be durable yet) */
+    uint32_t pid_part;    /* where the latest reservation record is in KAFKA_PID_TABLE: */
+    int64_t pid_offset;   /* ids are answered once it is durable */
     kpart_t **seq;        /* (stream, partition) -> idempotent producers' state */
     size_t seq_count;     /* producers tracked over all partitions (capped) */
 };
@@ -46,6 +49,7 @@ enum kpark {
     KPARK_JOIN,
     KPARK_SYNC,
     KPARK_COMMIT,  /* OffsetCommit, waiting for the offsets log's fsync */
+    KPARK_PID,     /* InitProducerId, waiting for its id block's reservation to be durable */
 };
 
 enum ksasl {
@@ -84,6 +88,8 @@ typedef struct kconn {
     int32_t waits_left;
     jn_durable_waiter_t commit_wait; /* parked OffsetCommit: the commits' fsync */
     int16_t *commit_errs;            /* parked OffsetCommit: per-partition errors (arena) */
+    jn_durable_waiter_t pid_wait;    /* parked InitProducerId: the reservation's fsync */
+    int64_t pid;                     /* parked InitProducerId: the id to answer with */
 } kconn_t;
 
 /* Monotonic milliseconds. */
@@ -99,7 +105,8 @@ void jn__kafka_begin_buf(kconn_t *kc, jn_kwriter_t *w, jn_buf_t *b);
 void jn__kafka_end(kconn_t *kc, jn_kwriter_t *w, size_t mark);
 /* Parks the current Fetch until data arrives or |deadline| (monotonic ms). */
 void jn__kafka_fetch_park(kconn_t *kc, int64_t deadline);
-/* Records were appended: parked fetches look again on the next iteration. */
+/* Records were appended (the broker's append hook): parked fetches look
+ * again on the next loop iteration, never from inside the append. */
 void jn__kafka_wake(jn_kafka_t *k);
 /* Ends a parked request: consumes its frame, resumes reading. */
 void jn__kafka_unpark(kconn_t *kc);
@@ -123,6 +130,8 @@ void jn__kafka_fetch(kconn_t *kc, const jn_kafka_fetch_req_t *req, bool final);
 void jn__kafka_list_offsets(kconn_t *kc, const jn_kafka_list_offsets_req_t *req);
 void jn__kafka_init_producer_id(kconn_t *kc, const jn_kafka_init_producer_id_req_t *req);
 void jn__kafka_produce_cancel(kconn_t *kc);
+/* The connection closes: a parked InitProducerId's waiter must not fire. */
+void jn__kafka_init_producer_id_cancel(kconn_t *kc);
 /* The connection closes: a parked OffsetCommit's waiter must not fire. */
 void jn__kafka_offset_commit_cancel(kconn_t *kc);
 /* The door closes: snapshots the producer state of every partition loaded
