@@ -103,6 +103,20 @@
  *   references to the segments it syncs, so their descriptors stay open
  *   whatever happens to the log meanwhile, and it outlives jn_plog_close.
  *
+ *   Compaction by maintenance (jn_plog_maintain) follows the same rule: a
+ *   rewritten segment is written to <base>.log.cleaned on the loop (page
+ *   cache only), then a clean job on the thread pool fdatasyncs it; back
+ *   on the loop its old indexes are unlinked and it is renamed over
+ *   <base>.log (metadata, no fsync), and a second pass of the job fsyncs
+ *   the directory on the pool before the new indexes are written. A crash
+ *   leaves either the old .log or the synced new one; since the old
+ *   indexes go before the rename and the new ones come only once it is
+ *   durable, it never leaves new indexes beside the old file (missing
+ *   ones are rebuilt at open).
+ *
+ *   Only jn_plog_open (before serving), jn_plog_close (shutdown) and
+ *   jn_plog_compact (tests and admin) fsync on the calling thread.
+ *
  * PREALLOCATION
  *
  *   With fsync `always`, the active segment's file is kept zero-filled one
@@ -222,6 +236,7 @@ struct jn_plog {
     bool dir_dirty;           /* segment files created since the last dir sync */
     int64_t cleaned_upto;     /* compaction: sealed segments below this base were cleaned */
     struct compact_pass *pass; /* maintenance compaction in progress, or NULL */
+    struct clean_job *clean;  /* maintenance segment swap on the thread pool, or NULL */
 };
 
 /* ---- small I/O helpers -------------------------------------------------- */
@@ -1144,6 +1159,7 @@ const jn_plog_config_t *jn_plog_config(const jn_plog_t *log) { return &log->cfg;
 /* ---- open and close ----------------------------------------------------- */
 
 static void pass_free(jn_plog_t *log);
+static void clean_detach(jn_plog_t *log);
 
 static void log_free(jn_plog_t *log)
 {
@@ -1245,6 +1261,7 @@ void jn_plog_close(jn_plog_t *log)
         job->log = NULL; /* it finishes alone and frees itself */
         log->njobs--;
     }
+    clean_detach(log);
     jn_plog_segment_t *act = active_seg(log);
     if (write_tail(log) < 0)
         jn_error("plog %s: %zu bytes lost at close", log->dir, log->tail.len);
@@ -1812,10 +1829,12 @@ int jn_plog_delete_before(jn_plog_t *log, int64_t offset)
  *   - retention deletes at most MAINTAIN_DELETE_MAX segments (unlinks);
  *   - compaction advances by one step (compact_step): either map the keys
  *     of up to MAINTAIN_MAP_BYTES of segments (at least one segment), or
- *     rewrite one sealed segment - the only step that fsyncs on the loop
- *     (the cleaned file, before its rename; a documented exception).
+ *     rewrite one sealed segment into its .cleaned file (reads and writes
+ *     in the page cache). Its fdatasync and the directory fsync after the
+ *     rename run on the thread pool (a clean job, see DURABILITY); no step
+ *     starts while one is in flight.
  * A big compaction therefore takes many ticks but stalls the loop for at
- * most one segment's read, rewrite and fsync at a time. */
+ * most one segment's read and rewrite at a time, and never for an fsync. */
 #define MAINTAIN_DELETE_MAX 64
 #define MAINTAIN_MAP_BYTES ((uint64_t)64 << 20)
 
@@ -2035,27 +2054,31 @@ static int clean_batch(const kmap_t *m, const uint8_t *p, size_t len, int64_t to
     return seen - kept;
 }
 
-/* Rewrites sealed segment |si| without the records compaction removes.
- * Returns the number of records removed (0: the segment is unchanged). */
-static int64_t clean_segment(jn_plog_t *log, size_t si, const kmap_t *m, int64_t tomb_cutoff)
+/* Rewrites sealed segment |seg| without the records compaction removes
+ * into <base>.log.cleaned, in the page cache only: the file is neither
+ * synced nor renamed. Returns the number of records removed with *out set
+ * to the new segment (one reference, its fd open on the cleaned file, its
+ * indexes in memory only), 0 when nothing is removed (*out NULL, no file
+ * left behind), or an error. */
+static int64_t clean_rewrite(const jn_plog_t *log, const jn_plog_segment_t *seg, const kmap_t *m,
+                             int64_t tomb_cutoff, jn_plog_segment_t **out)
 {
-    jn_plog_segment_t *seg = log->segs[si];
     jn_plog_segment_t *ns = seg_new(log->dir, seg->base);
-    char tmp[PATH_MAX], name[PATH_MAX];
-    int fd = -1;
+    char tmp[PATH_MAX];
     int64_t removed = 0;
     int64_t rc = JN_ENOMEM;
     jn_buf_t ob;
     jn_buf_init(&ob, SCAN_MAX);
     scanner_t s;
     scan_init(&s, log, seg, 0, seg->size);
+    *out = NULL;
     if (!ns)
         goto fail;
     rc = JN_EIO;
-    if (seg_file(seg, ".log.cleaned", tmp, sizeof tmp) < 0 || seg_file(seg, ".log", name, sizeof name) < 0)
+    if (seg_file(seg, ".log.cleaned", tmp, sizeof tmp) < 0)
         goto fail;
-    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
+    ns->fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (ns->fd < 0)
         goto fail;
     jn_batch_info_t bi;
     const uint8_t *p;
@@ -2075,7 +2098,7 @@ static int64_t clean_segment(jn_plog_t *log, size_t si, const kmap_t *m, int64_t
         jn_batch_info_t obi;
         if (jn_batch_parse(ob.data, ob.len, SCAN_MAX, &obi) != (int)ob.len)
             goto fail;
-        if (write_all(fd, ob.data, ob.len, wpos) < 0)
+        if (write_all(ns->fd, ob.data, ob.len, wpos) < 0)
             goto fail;
         seg_note_batch(ns, log->cfg.index_interval_bytes, wpos, ob.len, &obi);
         wpos += ob.len;
@@ -2086,36 +2109,16 @@ static int64_t clean_segment(jn_plog_t *log, size_t si, const kmap_t *m, int64_t
         rc = 0;
         goto fail; /* nothing to replace: discard the copy */
     }
-    if (fdatasync(fd) != 0)
-        goto fail;
-    /* Indexes go first: a crash before the new ones exist leaves none,
-     * which recovery rebuilds, never old ones pointing into the new file. */
-    char iname[PATH_MAX];
-    if (seg_file(seg, ".index", iname, sizeof iname) == 0)
-        (void)unlink(iname);
-    if (seg_file(seg, ".timeindex", iname, sizeof iname) == 0)
-        (void)unlink(iname);
-    if (rename(tmp, name) != 0)
-        goto fail;
-    fsync_dir(log);
-    ns->fd = fd;
-    fd = -1;
     ns->file_size = ns->alloc_size = ns->size = wpos;
     ns->end = seg->end; /* offsets up to the next segment stay this segment's */
     seg_seal_time(ns);
-    (void)seg_rewrite_indexes(ns, false);
-    log->segs[si] = ns;
-    jn_plog_segment_unref(seg);
     scan_free(&s);
     jn_buf_free(&ob);
-    jn_info("plog %s: compacted segment %" PRId64 ", %" PRId64 " records removed", log->dir,
-            ns->base, removed);
+    *out = ns;
     return removed;
 fail:
-    if (fd >= 0) {
-        close(fd);
+    if (ns && ns->fd >= 0)
         (void)unlink(tmp);
-    }
     if (rc < 0)
         jn_error("plog %s: compaction of segment %" PRId64 " failed: %s", log->dir, seg->base,
                  jn_strerror((int)rc));
@@ -2123,6 +2126,234 @@ fail:
     scan_free(&s);
     jn_buf_free(&ob);
     return rc;
+}
+
+/* Drops a cleaned segment that will not be installed, and its file. */
+static void clean_discard(jn_plog_segment_t *ns)
+{
+    char tmp[PATH_MAX];
+    if (seg_file(ns, ".log.cleaned", tmp, sizeof tmp) == 0)
+        (void)unlink(tmp);
+    jn_plog_segment_unref(ns);
+}
+
+/* Puts cleaned segment |ns|, its file already synced, in place of segment
+ * |si|: unlinks the old indexes, renames the cleaned file over the .log and
+ * swaps the segments, taking over the reference to |ns|. The log's
+ * reference to the old segment is dropped; readers that hold one keep
+ * reading the old file through its descriptor. Neither the directory nor
+ * the new indexes are written: the caller does both, in that order (new
+ * indexes must never be found next to the old .log after a crash). On
+ * failure |ns| and its file are discarded. Returns 0 or JN_EIO. */
+static int clean_swap(jn_plog_t *log, size_t si, jn_plog_segment_t *ns, int64_t removed)
+{
+    jn_plog_segment_t *seg = log->segs[si];
+    char tmp[PATH_MAX], name[PATH_MAX], iname[PATH_MAX];
+    if (seg_file(seg, ".log.cleaned", tmp, sizeof tmp) < 0 || seg_file(seg, ".log", name, sizeof name) < 0)
+        goto fail;
+    /* Indexes go first: a crash before the new ones exist leaves none,
+     * which recovery rebuilds, never old ones pointing into the new file. */
+    if (seg_file(seg, ".index", iname, sizeof iname) == 0)
+        (void)unlink(iname);
+    if (seg_file(seg, ".timeindex", iname, sizeof iname) == 0)
+        (void)unlink(iname);
+    if (rename(tmp, name) != 0)
+        goto fail;
+    log->segs[si] = ns;
+    jn_plog_segment_unref(seg);
+    jn_info("plog %s: compacted segment %" PRId64 ", %" PRId64 " records removed", log->dir,
+            ns->base, removed);
+    return 0;
+fail:
+    jn_error("plog %s: compaction of segment %" PRId64 " failed: rename: %s", log->dir, seg->base,
+             strerror(errno));
+    clean_discard(ns);
+    return JN_EIO;
+}
+
+/* jn_plog_compact's rewrite of segment |si|, fsyncs included, all on the
+ * calling thread. Returns the number of records removed, or an error. */
+static int64_t clean_segment_now(jn_plog_t *log, size_t si, const kmap_t *m, int64_t tomb_cutoff)
+{
+    jn_plog_segment_t *ns;
+    int64_t removed = clean_rewrite(log, log->segs[si], m, tomb_cutoff, &ns);
+    if (removed <= 0)
+        return removed;
+    if (fdatasync(ns->fd) != 0) {
+        jn_error("plog %s: compaction of segment %" PRId64 " failed: fdatasync: %s", log->dir,
+                 ns->base, strerror(errno));
+        clean_discard(ns);
+        return JN_EIO;
+    }
+    if (clean_swap(log, si, ns, removed) < 0)
+        return JN_EIO;
+    fsync_dir(log);
+    (void)seg_rewrite_indexes(ns, false);
+    return removed;
+}
+
+/* A maintenance segment swap, the part of a compaction step that must wait
+ * for the disk. Phase 1 fdatasyncs the cleaned file on the thread pool; its
+ * completion, on the loop, renames the file into place and swaps the
+ * segments; phase 2 fsyncs the directory on the thread pool; its completion
+ * writes the new indexes. At most one per log (log->clean): the next
+ * compaction step waits for it. Like a sync job it outlives
+ * jn_plog_close, finishing alone with log NULL. */
+typedef struct clean_job {
+    uv_work_t req;
+    jn_plog_t *log;         /* NULL once the log is closed */
+    jn_plog_segment_t *old; /* phase 1: reference to the segment being replaced */
+    jn_plog_segment_t *ns;  /* the cleaned segment: owned in phase 1, a reference in phase 2 */
+    int64_t removed;        /* records removed, for the log */
+    int fd;                 /* phase 1: the cleaned file (ns->fd) */
+    int dir_fd;             /* phase 2: dup of the directory, or -1 */
+    bool renamed;           /* phase 2 */
+    int status;             /* 0 or JN_EIO, set by the worker */
+    int err;                /* errno of the failure */
+} clean_job_t;
+
+static void clean_job_free(clean_job_t *job)
+{
+    jn_plog_segment_unref(job->old);
+    jn_plog_segment_unref(job->ns);
+    if (job->dir_fd >= 0)
+        close(job->dir_fd);
+    free(job);
+}
+
+static void clean_work(uv_work_t *req)
+{
+    clean_job_t *job = jn_container_of(req, clean_job_t, req);
+    int rc = job->renamed ? fsync(job->dir_fd) : fdatasync(job->fd);
+    if (rc != 0) {
+        job->status = JN_EIO;
+        job->err = errno;
+    }
+}
+
+static void clean_after(uv_work_t *req, int status);
+
+/* Index of |seg| in the log, nsegs when it is no longer there. The caller
+ * holds a reference, so the pointer cannot have been reused. */
+static size_t seg_position(const jn_plog_t *log, const jn_plog_segment_t *seg)
+{
+    size_t i = 0;
+    while (i < log->nsegs && log->segs[i] != seg)
+        i++;
+    return i;
+}
+
+/* Phase 1 completed: install the cleaned segment and start phase 2. */
+static void clean_install(jn_plog_t *log, clean_job_t *job)
+{
+    jn_plog_segment_t *ns = job->ns;
+    size_t si = seg_position(log, job->old);
+    job->ns = NULL;
+    if (job->status < 0) {
+        jn_error("plog %s: compaction of segment %" PRId64 " failed: fdatasync: %s", log->dir,
+                 ns->base, job->err ? strerror(job->err) : "cancelled");
+        clean_discard(ns);
+        pass_free(log); /* starts over on a later step */
+        goto done;
+    }
+    if (si == log->nsegs) {
+        /* Retention deleted the segment meanwhile: nothing to replace. */
+        clean_discard(ns);
+        goto done;
+    }
+    if (clean_swap(log, si, ns, job->removed) < 0) {
+        pass_free(log);
+        goto done;
+    }
+    seg_ref(ns);
+    job->ns = ns;
+    jn_plog_segment_unref(job->old);
+    job->old = NULL;
+    job->renamed = true;
+    job->dir_fd = dup(log->dir_fd);
+    if (job->dir_fd >= 0 && uv_queue_work(log->loop, &job->req, clean_work, clean_after) == 0)
+        return;
+    /* Left to the next sync job; the new indexes to recovery. */
+    jn_error("plog %s: cannot queue the directory fsync of a compaction", log->dir);
+    log->dir_dirty = true;
+done:
+    log->clean = NULL;
+    clean_job_free(job);
+}
+
+/* Phase 2 completed: the rename is durable, the new indexes may exist. */
+static void clean_finish(jn_plog_t *log, clean_job_t *job)
+{
+    log->clean = NULL;
+    if (job->status < 0) {
+        jn_error("plog %s: fsync of directory failed: %s", log->dir,
+                 job->err ? strerror(job->err) : "cancelled");
+        log->dir_dirty = true; /* the next sync job retries; the indexes are left to recovery */
+    } else if (seg_position(log, job->ns) < log->nsegs) {
+        (void)seg_rewrite_indexes(job->ns, false);
+    }
+    clean_job_free(job);
+}
+
+static void clean_after(uv_work_t *req, int status)
+{
+    clean_job_t *job = jn_container_of(req, clean_job_t, req);
+    jn_plog_t *log = job->log;
+    if (status != 0 && job->status == 0)
+        job->status = JN_EIO;
+    if (!log) {
+        /* Closed meanwhile. Before the rename, the .cleaned file is a
+         * leftover that the next open deletes (it may already have: a new
+         * log of this directory may own that name now, so it is not
+         * touched). After it, only the indexes are missing: rebuilt. */
+        clean_job_free(job);
+        return;
+    }
+    if (job->renamed)
+        clean_finish(log, job);
+    else
+        clean_install(log, job);
+}
+
+/* Starts phase 1 for cleaned segment |ns| replacing segment |si|; takes
+ * |ns| (discarded on failure). Returns 0, JN_ENOMEM or JN_EIO. */
+static int clean_start(jn_plog_t *log, size_t si, jn_plog_segment_t *ns, int64_t removed)
+{
+    clean_job_t *job = calloc(1, sizeof *job);
+    if (!job) {
+        clean_discard(ns);
+        return JN_ENOMEM;
+    }
+    job->log = log;
+    job->old = log->segs[si];
+    seg_ref(job->old);
+    job->removed = removed;
+    job->fd = ns->fd;
+    job->dir_fd = -1;
+    if (uv_queue_work(log->loop, &job->req, clean_work, clean_after) != 0) {
+        jn_error("plog %s: cannot queue the fdatasync of a compaction", log->dir);
+        clean_discard(ns);
+        clean_job_free(job);
+        return JN_EIO;
+    }
+    job->ns = ns;
+    log->clean = job;
+    return 0;
+}
+
+/* jn_plog_close: a swap in flight finishes alone. */
+static void clean_detach(jn_plog_t *log)
+{
+    if (log->clean) {
+        log->clean->log = NULL;
+        log->clean = NULL;
+    }
+}
+
+/* True while |seg| is being replaced by a swap in flight (phase 1). */
+static bool clean_busy(const jn_plog_t *log, const jn_plog_segment_t *seg)
+{
+    return log->clean && log->clean->old == seg;
 }
 
 static int64_t compact(jn_plog_t *log, int *rewritten)
@@ -2143,7 +2374,10 @@ static int64_t compact(jn_plog_t *log, int *rewritten)
     int64_t cutoff = jn_clock_now(log->clock) - log->cfg.delete_retention_ms;
     int64_t removed = 0;
     for (size_t i = 0; i + 1 < log->nsegs; i++) {
-        rc = clean_segment(log, i, &m, cutoff);
+        /* A swap in flight replaces it anyway; the next pass cleans it. */
+        if (clean_busy(log, log->segs[i]))
+            continue;
+        rc = clean_segment_now(log, i, &m, cutoff);
         if (rc < 0)
             goto done;
         if (rc > 0)
@@ -2161,7 +2395,7 @@ done:
  *
  * jn_plog_maintain compacts in steps, one per call, so that the loop never
  * stalls on a whole log (jn_plog_compact, for tests and admin, still does
- * everything at once). A pass cleans the segments that were sealed when it
+ * everything at once, fsyncs included, on the calling thread). A pass cleans the segments that were sealed when it
  * started (base below end_base). Phase 1 maps key -> latest offset over the
  * segments in order, the pass's and any newer ones (the active one last, up
  * to its size then), at least one segment and up to MAINTAIN_MAP_BYTES per
@@ -2175,6 +2409,12 @@ done:
  *     exists, and the next pass removes it;
  *   - progress is kept as a base offset, not an index, so segments deleted
  *     or replaced meanwhile do not shift it.
+ * A phase 2 step leaves the rewritten segment to a clean job (clean_job_t):
+ * until the loop installs it, reads go to the old segment, which the job
+ * references, and the pass waits. If retention deletes that segment
+ * meanwhile the job discards its file instead of renaming it (which would
+ * bring the segment back); if the log is closed the job finishes alone and
+ * the .cleaned file is left for the next open to delete (RECOVERY 1).
  * The map lives in the log between steps (capped as in compact()). */
 typedef struct compact_pass {
     kmap_t map;
@@ -2210,6 +2450,8 @@ static int compact_step(jn_plog_t *log)
         pass_free(log);
         return 0;
     }
+    if (log->clean)
+        return 0; /* one swap at a time: the pass resumes once it is done */
     compact_pass_t *cp = log->pass;
     if (!cp) {
         /* Nothing sealed since the last pass: nothing new to clean. */
@@ -2256,12 +2498,17 @@ static int compact_step(jn_plog_t *log)
         return 0;
     }
     cp->next_base = log->segs[i]->base + 1;
-    int64_t rc = clean_segment(log, i, &cp->map, cp->cutoff);
+    jn_plog_segment_t *ns;
+    int64_t rc = clean_rewrite(log, log->segs[i], &cp->map, cp->cutoff, &ns);
+    if (rc > 0) {
+        int sr = clean_start(log, i, ns, rc);
+        rc = sr < 0 ? sr : 1;
+    }
     if (rc < 0) {
         pass_free(log);
         return (int)rc;
     }
-    return rc > 0 ? 1 : 0;
+    return (int)rc;
 }
 
 int64_t jn_plog_compact(jn_plog_t *log)

@@ -13,7 +13,10 @@
  *
  * Threading: every function here runs on the loop thread that owns the
  * partition. fsync runs on libuv's thread pool (uv_queue_work) and never
- * blocks the loop; everything else is synchronous. Appends are copied into
+ * blocks the loop (compaction by jn_plog_maintain included); everything
+ * else is synchronous. The exceptions, which fsync on the calling thread,
+ * are jn_plog_open and jn_plog_close (start and shutdown) and
+ * jn_plog_compact (tests, admin). Appends are copied into
  * an in-memory tail buffer and written to the file (write(2), page cache) by
  * jn_plog_flush(), which the broker calls once per loop iteration and when
  * the tail fills; readers see appended data at once (from the tail when it
@@ -78,7 +81,11 @@ int jn_plog_open(uv_loop_t *loop, const char *dir, const jn_plog_config_t *cfg,
                  const jn_clock_t *clock, jn_plog_t **out) JN_MUST_CHECK;
 
 /* Flushes, fsyncs (synchronously: used at shutdown), closes and frees.
- * Pending durable waiters are fired with JN_ECLOSED. Safe with NULL. */
+ * Pending durable waiters are fired with JN_ECLOSED. Jobs in flight on the
+ * thread pool (fsync, compaction) finish alone after it: the loop must
+ * still be run before it is closed. A compaction output not yet renamed
+ * into place is left as <base>.log.cleaned, which the next open deletes.
+ * Safe with NULL. */
 void jn_plog_close(jn_plog_t *log);
 
 /* Closes and removes the directory and all its files. */
@@ -155,9 +162,13 @@ int64_t jn_plog_offset_for_time(jn_plog_t *log, int64_t ts);
 
 /* Enforces retention (time and bytes) and rolls the active segment when it
  * is older than segment_ms. Deletes whole sealed segments only; the active
- * segment is never deleted. If compaction is on, compacts sealed segments
- * (one cleaning pass over dirty segments; see plog.c). Called by the broker
- * from a timer. Returns the number of segments removed or rewritten. */
+ * segment is never deleted. If compaction is on, advances a cleaning pass
+ * over dirty segments by one bounded step (see plog.c): a step that
+ * rewrites a segment leaves its fsyncs to the thread pool, and the
+ * rewritten segment replaces the old one in a later loop callback (reads
+ * see the old one until then; no further step starts meanwhile). Called
+ * by the broker from a timer. Returns the number of segments removed plus
+ * the number of segment rewrites started (0 or 1), or an error. */
 int jn_plog_maintain(jn_plog_t *log);
 
 /* Deletes the sealed segments every offset of which is below |offset|
@@ -166,8 +177,11 @@ int jn_plog_maintain(jn_plog_t *log);
  * settled). Returns the number of segments removed. */
 int jn_plog_delete_before(jn_plog_t *log, int64_t offset);
 
-/* Forces a compaction pass now (tests, admin). Returns the number of
- * records removed, or an error. */
+/* Forces a whole compaction pass now (tests, admin), synchronously: the
+ * rewritten segments are fsynced and renamed into place on the calling
+ * thread, which blocks on the disk. A segment whose rewrite by
+ * jn_plog_maintain is in flight is skipped (left to the next pass).
+ * Returns the number of records removed, or an error. */
 int64_t jn_plog_compact(jn_plog_t *log);
 
 /* Forces a roll of the active segment (tests, admin). */

@@ -717,6 +717,46 @@ static int64_t put_keys(jn_plog_t *log, int first, int n, int64_t ts, bool tomb)
     return r;
 }
 
+/* Files in the log's directory whose name ends with |suffix|. */
+static int count_files(const fixture_t *f, const char *suffix)
+{
+    DIR *d = opendir(f->dir);
+    assert_non_null(d);
+    int n = 0;
+    size_t sl = strlen(suffix);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l >= sl && strcmp(e->d_name + l - sl, suffix) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* One maintenance call, then the loop until its fsync jobs (if any) are
+ * done and the rewritten segment is installed. */
+static int maintain_run(fixture_t *f, jn_plog_t *log)
+{
+    int r = jn_plog_maintain(log);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(count_files(f, ".cleaned"), 0);
+    return r;
+}
+
+/* Calls maintenance (without running the loop) until it starts a segment
+ * rewrite, whose fdatasync is then in flight on the thread pool. */
+static void maintain_until_rewrite(jn_plog_t *log)
+{
+    for (int i = 0; i < 100; i++) {
+        int r = jn_plog_maintain(log);
+        assert_true(r >= 0 && r <= 1);
+        if (r == 1)
+            return;
+    }
+    fail_msg("no segment rewrite started");
+}
+
 static void test_compaction(void **state)
 {
     fixture_t *f = *state;
@@ -794,7 +834,7 @@ static void test_compaction(void **state)
      * end of the pass, finish it. */
     int64_t steps = jn_plog_segment_count(log) + 2, rewritten = 0;
     for (int64_t i = 0; i < steps; i++) {
-        int r = jn_plog_maintain(log);
+        int r = maintain_run(f, log);
         assert_true(r >= 0 && r <= 1); /* bounded: at most one segment per call */
         rewritten += r;
     }
@@ -803,6 +843,14 @@ static void test_compaction(void **state)
     size_t n = collect(log, 0, 1 << 20, recs, 300);
     for (size_t i = 0; i < n; i++)
         assert_false(recs[i].tomb);
+    /* Installed segments got their new indexes once the rename was durable. */
+    assert_int_equal(count_files(f, ".index"), jn_plog_segment_count(log));
+    assert_int_equal(count_files(f, ".timeindex"), jn_plog_segment_count(log));
+    jn_plog_close(log);
+    log = open_log(f);
+    rec_t again[300];
+    assert_int_equal(collect(log, 0, 1 << 20, again, 300), n);
+    assert_memory_equal(again, recs, n * sizeof *recs);
     jn_plog_close(log);
 }
 
@@ -830,9 +878,24 @@ static void test_compaction_steps(void **state)
     int64_t k0 = put_keys(log, 0, 1, 995000, false);
     int64_t k20 = put_keys(log, 20, 5, 995000, false);
     assert_int_equal(jn_plog_roll(log), 0);
-    int rewritten = 0, calls = 0;
+    /* A rewrite's fdatasync runs on the thread pool: until the loop
+     * installs the result, reads see the old file, and no other step
+     * starts. */
+    rec_t before[400], during[400];
+    size_t nb = collect(log, 0, 1 << 20, before, 400);
+    maintain_until_rewrite(log);
+    assert_int_equal(count_files(f, ".cleaned"), 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(jn_plog_maintain(log), 0);
+    assert_int_equal(count_files(f, ".cleaned"), 1);
+    assert_int_equal(collect(log, 0, 1 << 20, during, 400), nb);
+    assert_memory_equal(during, before, nb * sizeof *before);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(count_files(f, ".cleaned"), 0);
+    assert_true(collect(log, 0, 1 << 20, during, 400) < nb);
+    int rewritten = 1, calls = 1;
     for (int64_t i = 0; i < segs + 2; i++, calls++) {
-        int r = jn_plog_maintain(log);
+        int r = maintain_run(f, log);
         assert_true(r >= 0 && r <= 1);
         rewritten += r;
     }
@@ -870,6 +933,94 @@ static void test_compaction_steps(void **state)
     log = open_log(f);
     n = collect(log, 0, 1 << 20, recs, 400);
     assert_true(n >= 15);
+    jn_plog_close(log);
+}
+
+/* A log of 20 rounds of k0..k9, sealed, ready for compaction. */
+static jn_plog_t *open_compactable(fixture_t *f)
+{
+    f->cfg.segment_bytes = 600;
+    f->cfg.compact = true;
+    f->fc.now = 1000000;
+    jn_plog_t *log = open_log(f);
+    for (int round = 0; round < 20; round++)
+        assert_true(put_keys(log, 0, 10, 990000 + round, false) >= 0);
+    assert_int_equal(jn_plog_roll(log), 0);
+    return log;
+}
+
+/* The log is closed while a rewrite's fdatasync is in flight: the job
+ * finishes alone, the cleaned file is a leftover that the next open
+ * deletes, and nothing stored is lost. */
+static void test_compaction_close_in_flight(void **state)
+{
+    fixture_t *f = *state;
+    jn_plog_t *log = open_compactable(f);
+    rec_t before[300], after[300];
+    size_t nb = collect(log, 0, 1 << 20, before, 300);
+    assert_int_equal(nb, 200);
+    maintain_until_rewrite(log);
+    assert_int_equal(count_files(f, ".cleaned"), 1);
+    jn_plog_close(log);
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* the job completes after the close */
+    assert_int_equal(count_files(f, ".cleaned"), 1);
+    log = open_log(f);
+    assert_int_equal(count_files(f, ".cleaned"), 0);
+    assert_int_equal(collect(log, 0, 1 << 20, after, 300), nb);
+    assert_memory_equal(after, before, nb * sizeof *before);
+
+    /* Closed once the rename is done but (maybe) not the directory fsync:
+     * the compacted segment stays, its indexes are rebuilt at open. */
+    maintain_until_rewrite(log);
+    for (int i = 0; i < 1000 && count_files(f, ".cleaned") > 0; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(count_files(f, ".cleaned"), 0);
+    size_t nc = collect(log, 0, 1 << 20, before, 300);
+    assert_true(nc < nb);
+    jn_plog_close(log);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    log = open_log(f);
+    assert_int_equal(collect(log, 0, 1 << 20, after, 300), nc);
+    assert_memory_equal(after, before, nc * sizeof *before);
+    /* Maintenance goes on from there. */
+    for (int i = 0; i < 30; i++)
+        assert_true(maintain_run(f, log) >= 0);
+    size_t nd = collect(log, 0, 1 << 20, after, 300);
+    assert_true(nd < nc);
+    jn_plog_close(log);
+}
+
+/* Retention deletes the segment being rewritten while its fdatasync is in
+ * flight: the cleaned file is discarded, the segment stays deleted. */
+static void test_compaction_retention_in_flight(void **state)
+{
+    fixture_t *f = *state;
+    jn_plog_t *log = open_compactable(f);
+    maintain_until_rewrite(log);
+    char p[256];
+    seg_path(f, 0, ".log.cleaned", p, sizeof p);
+    assert_true(file_size(p) >= 0); /* the oldest segment is rewritten first */
+    assert_true(jn_plog_delete_before(log, 100) > 0);
+    int64_t start = jn_plog_start_offset(log);
+    assert_true(start > 0);
+    rec_t before[300], after[300];
+    size_t nb = collect(log, start, 1 << 20, before, 300);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(file_size(p), -1);
+    seg_path(f, 0, ".log", p, sizeof p);
+    assert_int_equal(file_size(p), -1); /* not brought back by a rename */
+    assert_int_equal(jn_plog_start_offset(log), start);
+    assert_int_equal(collect(log, start, 1 << 20, after, 300), nb);
+    assert_memory_equal(after, before, nb * sizeof *before);
+    /* The pass goes on with the segments that are left. */
+    int rewritten = 0;
+    for (int i = 0; i < 30; i++)
+        rewritten += maintain_run(f, log);
+    assert_true(rewritten > 0);
+    jn_plog_close(log);
+    log = open_log(f);
+    assert_int_equal(jn_plog_start_offset(log), start);
+    assert_true(collect(log, start, 1 << 20, after, 300) < nb);
     jn_plog_close(log);
 }
 
@@ -1092,6 +1243,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roll_by_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_close_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_retention_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policies, setup, teardown),
