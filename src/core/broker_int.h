@@ -20,6 +20,7 @@
 #include "broker.h"
 #include "filter.h"
 #include "../common/list.h"
+#include "../common/pool.h"
 
 /* Caps on scratch space, so that no buffer grows without bound. */
 #define JN_BROKER_SCRATCH_MAX ((size_t)1 << 30)   /* batches built by one publish */
@@ -64,39 +65,51 @@ typedef struct jn_cursor {
     bool behind;
 } jn_cursor_t;
 
+/* From b->cur_pool (64 bytes): one per subscription and covered stream,
+ * for as long as the subscription lives. */
 typedef struct jn_subpos {
     jn_sub_t *sub;
     jn_stream_t *s;
     jn_list_t snode;   /* on s->subs */
     uint32_t nparts;
-    jn_cursor_t *cur;  /* nparts cursors */
+    jn_cursor_t *cur;  /* nparts cursors: &one for a single partition, else malloc'd */
+    jn_cursor_t one;
 } jn_subpos_t;
 
-struct jn_sub {
-    jn_broker_t *b;
-    char *filter;
-    size_t flen;
-    enum jn_start start;
-    int64_t start_value;
-    char *group;
-    enum jn_start group_default;
-    bool lossy;
-    bool internal;     /* may name and cover internal ("__") streams */
-    jn_sub_deliver_cb deliver;
-    void *arg;
-
-    jn_subpos_t **pos; /* sorted by stream id */
-    size_t npos, cappos;
-    size_t nbehind;    /* cursors that are behind */
-    size_t rr_pos;     /* where catch-up resumes: pos index ... */
-    uint32_t rr_part;  /* ... and partition (round robin over all cursors) */
-    bool stalled;      /* paused, or the sink refused a record: wait for resume */
-    bool closed;       /* closed while the broker was iterating: freed later */
+/* What a subscription needs only once it has cursors, that is once a
+ * stream it covers exists: an idle device subscribed to a topic nobody has
+ * published to yet does without it (from b->cur_pool, 64 bytes). */
+typedef struct jn_subrun {
+    jn_subpos_t **pos; /* sorted by stream id: &pos1 while cappos is 1, else malloc'd */
+    jn_subpos_t *pos1; /* the usual case: one stream */
     uint64_t dropped;  /* lossy: records refused */
     uint64_t skipped;  /* records lost to retention while behind */
+    uint32_t npos, cappos;
+    uint32_t nbehind;  /* cursors that are behind */
+    uint32_t rr_pos;   /* where catch-up resumes: pos index ... */
+    uint32_t rr_part;  /* ... and partition (round robin over all cursors) */
+    uint32_t catchup_bytes; /* next catch-up read size: adapts to what the sink takes */
+} jn_subrun_t;
+
+/* Packed for idle memory: one allocation holds the filter too, from
+ * b->sub_pool when it fits JN_SUB_POOL_OBJ bytes (sub.c). How a
+ * subscription starts (jn_sub_opts_t.start, .group) is used only while
+ * jn_broker_subscribe places its first cursors, so it is not kept: streams
+ * and partitions that appear later are read from their start. */
+struct jn_sub {
+    jn_broker_t *b;
+    jn_sub_deliver_cb deliver;
+    void *arg;
+    jn_subrun_t *run;  /* cursors; NULL until the first one */
     jn_list_t node;    /* on b->subs (or b->zombies once closed) */
     jn_list_t ready;   /* on b->ready while behind and not stalled */
-    size_t catchup_bytes; /* next catch-up read size: adapts to what the sink takes */
+    uint16_t flen;     /* filter length (at most JN_SUBJECT_MAX) */
+    bool lossy;
+    bool internal;     /* may name and cover internal ("__") streams */
+    bool stalled;      /* paused, or the sink refused a record: wait for resume */
+    bool closed;       /* closed while the broker was iterating: freed later */
+    bool pooled;       /* from b->sub_pool (else malloc'd) */
+    char filter[];     /* flen bytes and a NUL */
 };
 
 /* One batch of a publish: records for one partition. */
@@ -151,6 +164,11 @@ struct jn_broker {
     jn_list_t dirty;
 
     jn_trie_t *trie;    /* filter -> jn_sub_t */
+    /* Subscriptions with short filters (sub.c): they live as long as their
+     * clients, so they are kept out of the malloc heap (pool.h). Set up by
+     * the first subscribe, unmapped by jn__sub_close_all. */
+    jn_pool_t sub_pool;
+    jn_pool_t cur_pool; /* jn_subrun_t and jn_subpos_t (64-byte objects), likewise */
     jn_list_t subs;
     jn_list_t ready;
     jn_list_t zombies;

@@ -7,7 +7,10 @@
  * at most the branches that can still match: cost grows with d and with the
  * number of matching entries, never with the number of stored filters.
  * Values live on the node of their filter's last level; nodes left without
- * values or children are freed on removal.
+ * values or children are freed on removal. Nodes come from the trie's own
+ * pool and carry short keys and a single value inline: with many idle
+ * clients each subscribed to its own topic, a leaf per client is most of
+ * the trie (docs/benchmarks.md, memory per idle connection).
  */
 #include "filter.h"
 
@@ -16,6 +19,7 @@
 #include <string.h>
 
 #include "../common/hash.h"
+#include "../common/pool.h"
 #include "../common/utf8.h"
 
 /* ---- validation ------------------------------------------------------- */
@@ -182,53 +186,98 @@ bool jn_filter_overlaps(const char *a, size_t alen, const char *b, size_t blen)
 
 /* ---- trie ------------------------------------------------------------- */
 
+/* Keys up to this many bytes live inside the node; longer ones are
+ * malloc'd. A device's own level (an id, a serial number) fits. */
+#define KEY_INLINE 16
+
+/* 64 bytes, from the trie's pool: an idle client's subscription usually
+ * adds one leaf (its own id under a shared prefix), so the leaf is what
+ * counts. A leaf with one value keeps it in |one|; the array exists only
+ * from two values on, its capacity being the power of two >= nvalues
+ * (at least 2), so no capacity field is needed. */
 typedef struct node {
-    char *key;             /* this level's text (literal children only) */
-    size_t klen;           /* bytes in key */
-    uint64_t hash;         /* jn_fnv1a(key, klen) */
     struct node **slots;   /* literal children, open addressing; NULL = free */
-    size_t nslots;         /* 0 or a power of two */
-    size_t nchildren;      /* used slots */
     struct node *plus;     /* the '+' child */
     struct node *hash_ch;  /* the '#' child (a leaf: '#' is last) */
-    void **values;         /* values of the filter ending here */
-    size_t nvalues;
-    size_t capvalues;
+    union {
+        void *one;         /* nvalues == 1 */
+        void **many;       /* nvalues >= 2 */
+    } v;
+    uint32_t hash;         /* jn_fnv1a(key, klen), truncated */
+    uint32_t nchildren;    /* used slots */
+    uint32_t nvalues;      /* values of the filter ending here */
+    uint16_t klen;         /* bytes in key (a level is at most JN_SUBJECT_MAX) */
+    uint8_t slots_log2;    /* nslots = 1 << slots_log2 when slots != NULL */
+    union {
+        char in[KEY_INLINE]; /* klen <= KEY_INLINE */
+        char *out;           /* malloc'd otherwise */
+    } key;                 /* this level's text (literal children only) */
 } node_t;
 
 struct jn_trie {
     node_t root;  /* never freed before the trie; holds no key */
     size_t count; /* stored (filter, value) pairs */
+    jn_pool_t nodes; /* every other node: they live as long as subscriptions (pool.h) */
 };
+
+static size_t nslots_of(const node_t *n)
+{
+    return n->slots ? (size_t)1 << n->slots_log2 : 0;
+}
+
+static const char *key_of(const node_t *n)
+{
+    return n->klen <= KEY_INLINE ? n->key.in : n->key.out;
+}
+
+static uint32_t key_hash(const char *key, size_t klen)
+{
+    return (uint32_t)jn_fnv1a(key, klen);
+}
+
+static void *const *values_of(const node_t *n)
+{
+    return n->nvalues == 1 ? &n->v.one : n->v.many;
+}
 
 static bool node_empty(const node_t *n)
 {
     return n->nvalues == 0 && n->nchildren == 0 && n->plus == NULL && n->hash_ch == NULL;
 }
 
-static void node_free(node_t *n)
+/* Frees what |n| owns (children, slots, values, key), not |n| itself. */
+static void node_clear(jn_trie_t *t, node_t *n);
+
+static void node_free(jn_trie_t *t, node_t *n)
 {
     if (n == NULL)
         return;
-    for (size_t i = 0; i < n->nslots; i++)
-        node_free(n->slots[i]);
-    node_free(n->plus);
-    node_free(n->hash_ch);
+    node_clear(t, n);
+    jn_pool_free(&t->nodes, n);
+}
+
+static void node_clear(jn_trie_t *t, node_t *n)
+{
+    for (size_t i = 0; i < nslots_of(n); i++)
+        node_free(t, n->slots[i]);
+    node_free(t, n->plus);
+    node_free(t, n->hash_ch);
     free(n->slots);
-    free(n->values);
-    free(n->key);
-    free(n);
+    if (n->nvalues >= 2)
+        free(n->v.many);
+    if (n->klen > KEY_INLINE)
+        free(n->key.out);
 }
 
 /* Slot index of the child named |key|, or of the free slot where it would
  * go when it is absent. Requires nslots > nchildren. */
-static size_t slot_find(const node_t *n, const char *key, size_t klen, uint64_t h)
+static size_t slot_find(const node_t *n, const char *key, size_t klen, uint32_t h)
 {
-    size_t mask = n->nslots - 1;
+    size_t mask = nslots_of(n) - 1;
     size_t i = (size_t)h & mask;
     for (;;) {
         const node_t *c = n->slots[i];
-        if (c == NULL || (c->hash == h && c->klen == klen && memcmp(c->key, key, klen) == 0))
+        if (c == NULL || (c->hash == h && c->klen == klen && memcmp(key_of(c), key, klen) == 0))
             return i;
         i = (i + 1) & mask;
     }
@@ -238,17 +287,18 @@ static node_t *child_get(const node_t *n, const char *key, size_t klen)
 {
     if (n->nchildren == 0)
         return NULL;
-    uint64_t h = jn_fnv1a(key, klen);
-    return n->slots[slot_find(n, key, klen, h)];
+    return n->slots[slot_find(n, key, klen, key_hash(key, klen))];
 }
 
 static int slots_grow(node_t *n)
 {
-    size_t nsize = n->nslots ? n->nslots * 2 : 4;
+    size_t old = nslots_of(n);
+    uint8_t nlog = n->slots ? (uint8_t)(n->slots_log2 + 1) : 2;
+    size_t nsize = (size_t)1 << nlog;
     node_t **ns = calloc(nsize, sizeof *ns);
     if (ns == NULL)
         return JN_ENOMEM;
-    for (size_t i = 0; i < n->nslots; i++) {
+    for (size_t i = 0; i < old; i++) {
         node_t *c = n->slots[i];
         if (c == NULL)
             continue;
@@ -259,29 +309,31 @@ static int slots_grow(node_t *n)
     }
     free(n->slots);
     n->slots = ns;
-    n->nslots = nsize;
+    n->slots_log2 = nlog;
     return 0;
 }
 
-static node_t *child_get_or_add(node_t *n, const char *key, size_t klen)
+static node_t *child_get_or_add(jn_trie_t *t, node_t *n, const char *key, size_t klen)
 {
     node_t *c = child_get(n, key, klen);
     if (c != NULL)
         return c;
     /* keep the load factor under 3/4 so probes stay short */
-    if ((n->nchildren + 1) * 4 > n->nslots * 3 && slots_grow(n) != 0)
+    if (((size_t)n->nchildren + 1) * 4 > nslots_of(n) * 3 && slots_grow(n) != 0)
         return NULL;
-    c = calloc(1, sizeof *c);
+    c = jn_pool_calloc(&t->nodes);
     if (c == NULL)
         return NULL;
-    c->key = malloc(klen ? klen : 1);
-    if (c->key == NULL) {
-        free(c);
-        return NULL;
+    if (klen > KEY_INLINE) {
+        c->key.out = malloc(klen);
+        if (c->key.out == NULL) {
+            jn_pool_free(&t->nodes, c);
+            return NULL;
+        }
     }
-    memcpy(c->key, key, klen);
-    c->klen = klen;
-    c->hash = jn_fnv1a(key, klen);
+    memcpy(klen > KEY_INLINE ? c->key.out : c->key.in, key, klen);
+    c->klen = (uint16_t)klen;
+    c->hash = key_hash(key, klen);
     n->slots[slot_find(n, key, klen, c->hash)] = c;
     n->nchildren++;
     return c;
@@ -291,7 +343,7 @@ static node_t *child_get_or_add(node_t *n, const char *key, size_t klen)
  * chain after it back so lookups never stop at a hole. */
 static void slot_delete(node_t *n, size_t i)
 {
-    size_t mask = n->nslots - 1;
+    size_t mask = nslots_of(n) - 1;
     n->slots[i] = NULL;
     n->nchildren--;
     for (size_t j = (i + 1) & mask; n->slots[j] != NULL; j = (j + 1) & mask) {
@@ -307,25 +359,75 @@ static void slot_delete(node_t *n, size_t i)
     if (n->nchildren == 0) {
         free(n->slots);
         n->slots = NULL;
-        n->nslots = 0;
+        n->slots_log2 = 0;
     }
+}
+
+/* Adds |value| to the values of |n|. */
+static int value_add(node_t *n, void *value)
+{
+    if (n->nvalues == 0) {
+        n->v.one = value;
+    } else if (n->nvalues == 1) {
+        void **nv = malloc(2 * sizeof *nv);
+        if (nv == NULL)
+            return JN_ENOMEM;
+        nv[0] = n->v.one;
+        nv[1] = value;
+        n->v.many = nv;
+    } else {
+        /* full exactly when nvalues is a power of two (capacity rule above) */
+        if ((n->nvalues & (n->nvalues - 1)) == 0) {
+            void **nv = realloc(n->v.many, (size_t)n->nvalues * 2 * sizeof *nv);
+            if (nv == NULL)
+                return JN_ENOMEM;
+            n->v.many = nv;
+        }
+        n->v.many[n->nvalues] = value;
+    }
+    n->nvalues++;
+    return 0;
+}
+
+/* Removes |value| from |n|; false when it is not there. */
+static bool value_remove(node_t *n, void *value)
+{
+    if (n->nvalues == 1) {
+        if (n->v.one != value)
+            return false;
+        n->v.one = NULL;
+        n->nvalues = 0;
+        return true;
+    }
+    for (uint32_t i = 0; i < n->nvalues; i++) {
+        if (n->v.many[i] != value)
+            continue;
+        n->v.many[i] = n->v.many[--n->nvalues];
+        if (n->nvalues == 1) {
+            void *last = n->v.many[0];
+            free(n->v.many);
+            n->v.one = last;
+        }
+        /* a capacity above the rule's is harmless: growth only reallocs */
+        return true;
+    }
+    return false;
 }
 
 jn_trie_t *jn_trie_new(void)
 {
-    return calloc(1, sizeof(jn_trie_t));
+    jn_trie_t *t = calloc(1, sizeof(jn_trie_t));
+    if (t != NULL)
+        jn_pool_init(&t->nodes, sizeof(node_t));
+    return t;
 }
 
 void jn_trie_free(jn_trie_t *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->root.nslots; i++)
-        node_free(t->root.slots[i]);
-    node_free(t->root.plus);
-    node_free(t->root.hash_ch);
-    free(t->root.slots);
-    free(t->root.values);
+    node_clear(t, &t->root);
+    jn_pool_destroy(&t->nodes);
     free(t);
 }
 
@@ -333,55 +435,42 @@ void jn_trie_free(jn_trie_t *t)
  * walk leaves empty. Unless |prune_only|, |value| is first removed from the
  * last node (|*found| reports it); pruning alone undoes the nodes a failed
  * add created. */
-static void remove_at(node_t *n, const char *f, size_t flen, size_t pos, void *value, bool prune_only,
-                      bool *found)
+static void remove_at(jn_trie_t *t, node_t *n, const char *f, size_t flen, size_t pos, void *value,
+                      bool prune_only, bool *found)
 {
     if (pos > flen) {
-        if (prune_only)
-            return;
-        for (size_t i = 0; i < n->nvalues; i++) {
-            if (n->values[i] == value) {
-                n->values[i] = n->values[--n->nvalues];
-                *found = true;
-                break;
-            }
-        }
-        if (n->nvalues == 0) {
-            free(n->values);
-            n->values = NULL;
-            n->capvalues = 0;
-        }
+        if (!prune_only && value_remove(n, value))
+            *found = true;
         return;
     }
     size_t end = level_end(f, flen, pos);
     if (is_level(f, pos, end, '+')) {
         if (n->plus == NULL)
             return;
-        remove_at(n->plus, f, flen, end + 1, value, prune_only, found);
+        remove_at(t, n->plus, f, flen, end + 1, value, prune_only, found);
         if (node_empty(n->plus)) {
-            node_free(n->plus);
+            node_free(t, n->plus);
             n->plus = NULL;
         }
     } else if (is_level(f, pos, end, '#')) {
         if (n->hash_ch == NULL)
             return;
-        remove_at(n->hash_ch, f, flen, end + 1, value, prune_only, found);
+        remove_at(t, n->hash_ch, f, flen, end + 1, value, prune_only, found);
         if (node_empty(n->hash_ch)) {
-            node_free(n->hash_ch);
+            node_free(t, n->hash_ch);
             n->hash_ch = NULL;
         }
     } else {
         if (n->nchildren == 0)
             return;
-        uint64_t h = jn_fnv1a(f + pos, end - pos);
-        size_t i = slot_find(n, f + pos, end - pos, h);
+        size_t i = slot_find(n, f + pos, end - pos, key_hash(f + pos, end - pos));
         node_t *c = n->slots[i];
         if (c == NULL)
             return;
-        remove_at(c, f, flen, end + 1, value, prune_only, found);
+        remove_at(t, c, f, flen, end + 1, value, prune_only, found);
         if (node_empty(c)) {
             slot_delete(n, i);
-            node_free(c);
+            node_free(t, c);
         }
     }
 }
@@ -400,32 +489,26 @@ int jn_trie_add(jn_trie_t *t, const char *filter, size_t len, void *value)
         else if (is_level(filter, pos, end, '#'))
             slot = &n->hash_ch;
         if (slot != NULL) {
-            if (*slot == NULL && (*slot = calloc(1, sizeof(node_t))) == NULL)
+            if (*slot == NULL && (*slot = jn_pool_calloc(&t->nodes)) == NULL)
                 goto fail;
             n = *slot;
-        } else if ((n = child_get_or_add(n, filter + pos, end - pos)) == NULL) {
+        } else if ((n = child_get_or_add(t, n, filter + pos, end - pos)) == NULL) {
             goto fail;
         }
         pos = end + 1;
     }
-    for (size_t i = 0; i < n->nvalues; i++)
-        if (n->values[i] == value)
+    void *const *vals = values_of(n);
+    for (uint32_t i = 0; i < n->nvalues; i++)
+        if (vals[i] == value)
             return JN_EEXIST;
-    if (n->nvalues == n->capvalues) {
-        size_t ncap = n->capvalues ? n->capvalues * 2 : 2;
-        void **nv = realloc(n->values, ncap * sizeof *nv);
-        if (nv == NULL)
-            goto fail;
-        n->values = nv;
-        n->capvalues = ncap;
-    }
-    n->values[n->nvalues++] = value;
+    if (value_add(n, value) != 0)
+        goto fail;
     t->count++;
     return 0;
 fail:
     {
         bool found = false;
-        remove_at(&t->root, filter, len, 0, NULL, true, &found);
+        remove_at(t, &t->root, filter, len, 0, NULL, true, &found);
     }
     return JN_ENOMEM;
 }
@@ -435,7 +518,7 @@ int jn_trie_remove(jn_trie_t *t, const char *filter, size_t len, void *value)
     if (jn_filter_validate(filter, len) != 0)
         return JN_ENOENT;
     bool found = false;
-    remove_at(&t->root, filter, len, 0, value, false, &found);
+    remove_at(t, &t->root, filter, len, 0, value, false, &found);
     if (!found)
         return JN_ENOENT;
     t->count--;
@@ -444,8 +527,12 @@ int jn_trie_remove(jn_trie_t *t, const char *filter, size_t len, void *value)
 
 static void visit_values(const node_t *n, jn_trie_visit_cb cb, void *arg)
 {
-    for (size_t i = 0; i < n->nvalues; i++)
-        cb(n->values[i], arg);
+    if (n->nvalues == 1) {
+        cb(n->v.one, arg);
+        return;
+    }
+    for (uint32_t i = 0; i < n->nvalues; i++)
+        cb(n->v.many[i], arg);
 }
 
 /* |pos| is the start of the subject's next level (past |len| when all are

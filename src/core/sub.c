@@ -15,6 +15,11 @@
  * end offset it becomes caught up again. All of this runs on the loop
  * thread, so between reaching the end and the next append nothing can slip
  * in: no gap, no duplicate.
+ *
+ * Memory: an idle device keeps one subscription for hours, so its objects
+ * come from the broker's pools (pool.h), not the malloc heap: the
+ * jn_sub_t with its filter inline (b->sub_pool), and only once a covered
+ * stream exists its cursor state and per-stream cursors (b->cur_pool).
  */
 #include "broker_int.h"
 
@@ -25,16 +30,23 @@
 
 /* ---- cursors ---- */
 
+/* Objects of b->cur_pool: a subscription's jn_subrun_t and its
+ * jn_subpos_t, which live as long as the subscription. */
+#define JN_CUR_POOL_OBJ 64
+_Static_assert(sizeof(jn_subrun_t) <= JN_CUR_POOL_OBJ, "jn_subrun_t fits the cursor pool");
+_Static_assert(sizeof(jn_subpos_t) <= JN_CUR_POOL_OBJ, "jn_subpos_t fits the cursor pool");
+
 static jn_subpos_t *find_pos(const jn_sub_t *sub, const jn_stream_t *s, size_t *at)
 {
-    size_t lo = 0, hi = sub->npos;
+    const jn_subrun_t *r = sub->run;
+    size_t lo = 0, hi = r ? r->npos : 0;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        uint64_t id = sub->pos[mid]->s->id;
+        uint64_t id = r->pos[mid]->s->id;
         if (id == s->id) {
             if (at)
                 *at = mid;
-            return sub->pos[mid];
+            return r->pos[mid];
         }
         if (id < s->id)
             lo = mid + 1;
@@ -56,7 +68,7 @@ static void set_behind(jn_sub_t *sub, jn_cursor_t *cur, int64_t next)
 {
     if (!cur->behind) {
         cur->behind = true;
-        sub->nbehind++;
+        sub->run->nbehind++;
     }
     cur->next = next;
 }
@@ -65,13 +77,13 @@ static void set_caught_up(jn_sub_t *sub, jn_cursor_t *cur)
 {
     if (cur->behind) {
         cur->behind = false;
-        sub->nbehind--;
+        sub->run->nbehind--;
     }
 }
 
 static void update_ready(jn_sub_t *sub)
 {
-    bool want = !sub->closed && !sub->stalled && sub->nbehind > 0;
+    bool want = !sub->closed && !sub->stalled && sub->run && sub->run->nbehind > 0;
     if (want && !jn_list_linked(&sub->ready)) {
         jn_list_insert_tail(&sub->b->ready, &sub->ready);
         jn__broker_kick(sub->b);
@@ -85,28 +97,29 @@ static int64_t clamp(int64_t v, int64_t lo, int64_t hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* Positions a new cursor per the subscription's start, or at the start of
- * the log for streams and partitions that appeared after it. */
-static void cursor_start(jn_sub_t *sub, jn_stream_t *s, uint32_t p, jn_cursor_t *cur, bool from_start)
+/* Positions a new cursor per the subscription's options |o| (only while
+ * subscribing), or, when |o| is NULL, at the start of the log: streams and
+ * partitions that appeared after the subscription. */
+static void cursor_start(jn_sub_t *sub, const jn_sub_opts_t *o, jn_stream_t *s, uint32_t p, jn_cursor_t *cur)
 {
     jn_plog_t *log = s->parts[p]->log;
     int64_t start = jn_plog_start_offset(log), end = jn_plog_end_offset(log), at = end;
     cur->behind = false;
     cur->next = 0;
-    if (from_start) {
+    if (!o) {
         at = start;
     } else {
-        switch (sub->start) {
+        switch (o->start) {
         case JN_START_LIVE: at = end; break;
         case JN_START_EARLIEST: at = start; break;
-        case JN_START_OFFSET: at = clamp(sub->start_value, start, end); break;
-        case JN_START_TIME: at = clamp(jn_plog_offset_for_time(log, sub->start_value), start, end); break;
+        case JN_START_OFFSET: at = clamp(o->start_value, start, end); break;
+        case JN_START_TIME: at = clamp(jn_plog_offset_for_time(log, o->start_value), start, end); break;
         case JN_START_GROUP: {
             int64_t off;
-            if (jn_broker_group_fetch(sub->b, sub->group, s, p, &off) == 0)
+            if (jn_broker_group_fetch(sub->b, o->group, s, p, &off) == 0)
                 at = clamp(off, start, end);
             else
-                at = sub->group_default == JN_START_EARLIEST ? start : end;
+                at = o->group_default == JN_START_EARLIEST ? start : end;
             break;
         }
         }
@@ -115,38 +128,59 @@ static void cursor_start(jn_sub_t *sub, jn_stream_t *s, uint32_t p, jn_cursor_t 
         set_behind(sub, cur, at);
 }
 
-/* Gives |sub| cursors in |s| for partitions it has none in yet. */
-static int attach(jn_sub_t *sub, jn_stream_t *s, bool from_start)
+/* Gives |sub| cursors in |s| for partitions it has none in yet, placed per
+ * |o| while subscribing, at the log start afterwards (|o| NULL). */
+static int attach(jn_sub_t *sub, jn_stream_t *s, const jn_sub_opts_t *o)
 {
     size_t at;
     jn_subpos_t *sp = find_pos(sub, s, &at);
     if (!sp) {
-        if (sub->npos == sub->cappos) {
-            size_t ncap = sub->cappos ? sub->cappos * 2 : 4;
-            jn_subpos_t **np = realloc(sub->pos, ncap * sizeof *np);
+        jn_pool_t *pool = &sub->b->cur_pool;
+        if (pool->size == 0)
+            jn_pool_init(pool, JN_CUR_POOL_OBJ);
+        if (!sub->run) {
+            if (!(sub->run = jn_pool_calloc(pool)))
+                return JN_ENOMEM;
+            sub->run->pos = &sub->run->pos1;
+            sub->run->cappos = 1;
+        }
+        jn_subrun_t *r = sub->run;
+        if (r->npos == r->cappos) {
+            uint32_t ncap = r->cappos == 1 ? 4 : r->cappos * 2;
+            jn_subpos_t **np = r->pos == &r->pos1 ? malloc(ncap * sizeof *np) : realloc(r->pos, ncap * sizeof *np);
             if (!np)
                 return JN_ENOMEM;
-            sub->pos = np;
-            sub->cappos = ncap;
+            if (r->pos == &r->pos1)
+                np[0] = r->pos1;
+            r->pos = np;
+            r->cappos = ncap;
         }
-        sp = calloc(1, sizeof *sp);
+        sp = jn_pool_calloc(pool);
         if (!sp)
             return JN_ENOMEM;
         sp->sub = sub;
         sp->s = s;
-        memmove(&sub->pos[at + 1], &sub->pos[at], (sub->npos - at) * sizeof *sub->pos);
-        sub->pos[at] = sp;
-        sub->npos++;
+        memmove(&r->pos[at + 1], &r->pos[at], (r->npos - at) * sizeof *r->pos);
+        r->pos[at] = sp;
+        r->npos++;
         jn_list_insert_tail(&s->subs, &sp->snode);
     }
     if (sp->nparts >= s->nparts)
         return 0;
-    jn_cursor_t *nc = realloc(sp->cur, s->nparts * sizeof *nc);
+    jn_cursor_t *nc;
+    if (s->nparts == 1)
+        nc = &sp->one; /* nparts was 0 */
+    else if (!sp->cur || sp->cur == &sp->one)
+        nc = malloc(s->nparts * sizeof *nc);
+    else
+        nc = realloc(sp->cur, s->nparts * sizeof *nc);
     if (!nc)
         return JN_ENOMEM;
+    if (sp->cur == &sp->one && nc != &sp->one)
+        nc[0] = sp->one;
     sp->cur = nc;
     for (uint32_t p = sp->nparts; p < s->nparts; p++)
-        cursor_start(sub, s, p, &nc[p], from_start || sp->nparts > 0);
+        cursor_start(sub, sp->nparts > 0 ? NULL : o, s, p, &nc[p]);
     sp->nparts = s->nparts;
     return 0;
 }
@@ -154,15 +188,17 @@ static int attach(jn_sub_t *sub, jn_stream_t *s, bool from_start)
 static void detach(jn_sub_t *sub, jn_subpos_t *sp)
 {
     size_t at;
+    jn_subrun_t *r = sub->run;
     if (find_pos(sub, sp->s, &at) == sp) {
-        memmove(&sub->pos[at], &sub->pos[at + 1], (sub->npos - at - 1) * sizeof *sub->pos);
-        sub->npos--;
+        memmove(&r->pos[at], &r->pos[at + 1], (r->npos - at - 1) * sizeof *r->pos);
+        r->npos--;
     }
     for (uint32_t p = 0; p < sp->nparts; p++)
         set_caught_up(sub, &sp->cur[p]);
     jn_list_remove(&sp->snode);
-    free(sp->cur);
-    free(sp);
+    if (sp->cur != &sp->one)
+        free(sp->cur);
+    jn_pool_free(&sub->b->cur_pool, sp);
 }
 
 /* Could a subject of |s| match the filter? Over-approximates: records are
@@ -192,14 +228,24 @@ static bool covers(const jn_broker_t *b, const jn_sub_t *sub, const jn_stream_t 
 
 /* ---- lifecycle ---- */
 
+/* Pool object size for a subscription: the struct and a filter of up to
+ * 24 bytes (a device's own topic); longer filters are malloc'd. */
+#define JN_SUB_POOL_OBJ 96
+
 static void sub_free(jn_sub_t *sub)
 {
-    while (sub->npos)
-        detach(sub, sub->pos[sub->npos - 1]);
-    free(sub->pos);
-    free(sub->filter);
-    free(sub->group);
-    free(sub);
+    jn_subrun_t *r = sub->run;
+    if (r) {
+        while (r->npos)
+            detach(sub, r->pos[r->npos - 1]);
+        if (r->pos != &r->pos1)
+            free(r->pos);
+        jn_pool_free(&sub->b->cur_pool, r);
+    }
+    if (sub->pooled)
+        jn_pool_free(&sub->b->sub_pool, sub);
+    else
+        free(sub);
 }
 
 int jn_broker_subscribe(jn_broker_t *b, const jn_sub_opts_t *o, jn_sub_t **out)
@@ -220,36 +266,34 @@ int jn_broker_subscribe(jn_broker_t *b, const jn_sub_opts_t *o, jn_sub_t **out)
             return JN_EINVAL;
     }
     int rc = JN_ENOMEM;
-    jn_sub_t *sub = calloc(1, sizeof *sub);
+    size_t need = offsetof(jn_sub_t, filter) + flen + 1;
+    if (b->sub_pool.size == 0)
+        jn_pool_init(&b->sub_pool, JN_SUB_POOL_OBJ);
+    bool pooled = need <= b->sub_pool.size;
+    jn_sub_t *sub = pooled ? jn_pool_calloc(&b->sub_pool) : calloc(1, need);
     if (!sub)
         return JN_ENOMEM;
+    sub->pooled = pooled;
     sub->b = b;
     jn_list_init(&sub->node);
     jn_list_init(&sub->ready);
-    sub->filter = strdup(o->filter);
-    sub->flen = flen;
-    sub->start = o->start;
-    sub->start_value = o->start_value;
-    sub->group_default = o->group_default;
+    memcpy(sub->filter, o->filter, flen + 1);
+    sub->flen = (uint16_t)flen; /* validated: at most JN_SUBJECT_MAX */
     sub->lossy = o->lossy;
     sub->internal = o->internal;
     sub->deliver = o->deliver;
     sub->arg = o->arg;
-    if (!sub->filter)
-        goto fail;
-    if (o->start == JN_START_GROUP && !(sub->group = strdup(o->group)))
-        goto fail;
 
     const char *slash = memchr(sub->filter, '/', flen);
     size_t l1 = slash ? (size_t)(slash - sub->filter) : flen;
     bool literal = !(l1 == 1 && (sub->filter[0] == '+' || sub->filter[0] == '#'));
     if (literal && b->nmappings == 0) {
         jn_stream_t *s = jn_broker_stream_find(b, sub->filter, l1);
-        if (s && covers(b, sub, s) && (rc = attach(sub, s, false)) < 0)
+        if (s && covers(b, sub, s) && (rc = attach(sub, s, o)) < 0)
             goto fail;
     } else {
         for (jn_stream_t *s = jn_broker_stream_next(b, NULL); s; s = jn_broker_stream_next(b, s)) {
-            if (covers(b, sub, s) && (rc = attach(sub, s, false)) < 0)
+            if (covers(b, sub, s) && (rc = attach(sub, s, o)) < 0)
                 goto fail;
         }
     }
@@ -300,6 +344,14 @@ void jn__sub_close_all(jn_broker_t *b)
         jn_sub_close(sub);
     }
     jn__sub_free_zombies(b);
+    /* Empty now: every subscription was freed. Zeroed so that a later
+     * subscribe sets them up again. */
+    if (b->sub_pool.size)
+        jn_pool_destroy(&b->sub_pool);
+    if (b->cur_pool.size)
+        jn_pool_destroy(&b->cur_pool);
+    memset(&b->sub_pool, 0, sizeof b->sub_pool);
+    memset(&b->cur_pool, 0, sizeof b->cur_pool);
 }
 
 void jn_sub_resume(jn_sub_t *sub)
@@ -318,7 +370,7 @@ void jn_sub_pause(jn_sub_t *sub)
     update_ready(sub);
 }
 
-uint64_t jn_sub_dropped(const jn_sub_t *sub) { return sub->dropped; }
+uint64_t jn_sub_dropped(const jn_sub_t *sub) { return sub->run ? sub->run->dropped : 0; }
 
 int64_t jn_sub_position(const jn_sub_t *sub, const jn_stream_t *s, uint32_t partition)
 {
@@ -331,8 +383,9 @@ int64_t jn_sub_position(const jn_sub_t *sub, const jn_stream_t *s, uint32_t part
 int64_t jn_sub_lag(const jn_sub_t *sub)
 {
     int64_t lag = 0;
-    for (size_t i = 0; i < sub->npos && sub->nbehind; i++) {
-        const jn_subpos_t *sp = sub->pos[i];
+    const jn_subrun_t *r = sub->run;
+    for (size_t i = 0; r && i < r->npos && r->nbehind; i++) {
+        const jn_subpos_t *sp = r->pos[i];
         for (uint32_t p = 0; p < sp->nparts; p++) {
             if (sp->cur[p].behind) {
                 int64_t d = jn_plog_end_offset(sp->s->parts[p]->log) - sp->cur[p].next;
@@ -354,7 +407,7 @@ int jn__sub_stream_added(jn_broker_t *b, jn_stream_t *s, uint32_t old_parts)
         jn_sub_t *sub = jn_container_of(n, jn_sub_t, node);
         if (!covers(b, sub, s))
             continue;
-        int rc = attach(sub, s, true);
+        int rc = attach(sub, s, NULL);
         if (rc < 0)
             ret = rc;
         update_ready(sub);
@@ -439,7 +492,7 @@ static void offer_one(jn_broker_t *b, jn_sub_t *sub, jn_stream_t *s, uint32_t p,
             return;
     }
     if (sub->lossy) {
-        sub->dropped++;
+        sub->run->dropped++;
         jn_counter_inc(b->m_dropped);
         return;
     }
@@ -584,7 +637,7 @@ static size_t catchup_cursor(jn_broker_t *b, jn_sub_t *sub, jn_subpos_t *sp, uin
         int64_t start = jn_plog_start_offset(log);
         if (cur->next < start) {
             /* Retention deleted what the cursor had not read yet. */
-            sub->skipped += (uint64_t)(start - cur->next);
+            sub->run->skipped += (uint64_t)(start - cur->next);
             jn_debug("broker: subscription %s skipped %lld records of %s/%u (retention)", sub->filter,
                      (long long)(start - cur->next), s->name, p);
             cur->next = start;
@@ -644,7 +697,7 @@ static size_t catchup_cursor(jn_broker_t *b, jn_sub_t *sub, jn_subpos_t *sp, uin
                         sub->stalled = true;
                         return (size_t)n;
                     }
-                    sub->dropped++;
+                    sub->run->dropped++;
                     jn_counter_inc(b->m_dropped);
                 }
             }
@@ -674,33 +727,34 @@ static size_t catchup_cursor(jn_broker_t *b, jn_sub_t *sub, jn_subpos_t *sp, uin
  * sink takes all that was read. */
 static void catchup_sub(jn_broker_t *b, jn_sub_t *sub)
 {
+    jn_subrun_t *r = sub->run; /* on the ready list: it has cursors */
     size_t max = b->cfg.catchup_batch_bytes;
-    if (sub->catchup_bytes < CATCHUP_MIN_BYTES)
-        sub->catchup_bytes = CATCHUP_MIN_BYTES;
-    size_t budget = sub->catchup_bytes < max ? sub->catchup_bytes : max, spent = 0;
+    size_t cb = r->catchup_bytes < CATCHUP_MIN_BYTES ? CATCHUP_MIN_BYTES : r->catchup_bytes;
+    size_t budget = cb < max ? cb : max, spent = 0;
     size_t total = 0;
-    for (size_t i = 0; i < sub->npos; i++)
-        total += sub->pos[i]->nparts;
-    size_t pi = sub->npos ? sub->rr_pos % sub->npos : 0;
-    uint32_t pp = sub->rr_part;
+    for (size_t i = 0; i < r->npos; i++)
+        total += r->pos[i]->nparts;
+    size_t pi = r->npos ? r->rr_pos % r->npos : 0;
+    uint32_t pp = r->rr_part;
     for (size_t k = 0; k < total; k++) {
-        if (pp >= sub->pos[pi]->nparts) {
+        if (pp >= r->pos[pi]->nparts) {
             pp = 0;
-            pi = (pi + 1) % sub->npos;
+            pi = (pi + 1) % r->npos;
         }
-        jn_subpos_t *sp = sub->pos[pi];
+        jn_subpos_t *sp = r->pos[pi];
         if (sp->cur[pp].behind)
             spent += catchup_cursor(b, sub, sp, pp, budget - spent);
         pp++;
-        if (sub->closed || sub->stalled || !sub->nbehind || spent >= budget)
+        if (sub->closed || sub->stalled || !r->nbehind || spent >= budget)
             break;
     }
-    sub->rr_pos = pi;
-    sub->rr_part = pp;
+    r->rr_pos = (uint32_t)pi;
+    r->rr_part = pp;
     if (sub->stalled)
-        sub->catchup_bytes = CATCHUP_MIN_BYTES;
-    else if (spent >= budget && sub->catchup_bytes < max)
-        sub->catchup_bytes = sub->catchup_bytes > max / 2 ? max : sub->catchup_bytes * 2;
+        cb = CATCHUP_MIN_BYTES;
+    else if (spent >= budget && cb < max)
+        cb = cb > max / 2 ? max : cb * 2;
+    r->catchup_bytes = cb > UINT32_MAX ? UINT32_MAX : (uint32_t)cb;
 }
 
 bool jn__sub_catchup(jn_broker_t *b)

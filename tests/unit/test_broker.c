@@ -1385,6 +1385,61 @@ static void test_auth_persisted(void **state)
     assert_string_equal(p.name, "alice");
 }
 
+/* Subscriptions come in two shapes (a short filter inside a pooled object,
+ * a long one malloc'd) and keep their cursor state apart until a stream
+ * they cover exists: all of them deliver the same, and the broker frees
+ * the ones still open when it closes. */
+static void test_sub_shapes(void **state)
+{
+    fx_t *f = *state;
+    fx_open(f);
+    enum { N = 64 };
+    static const char *longp = "dev/a-level-longer-than-a-pooled-subscription-holds";
+    sink_t *k[2 * N];
+    jn_sub_t *subs[2 * N];
+    for (int i = 0; i < 2 * N; i++) {
+        char filter[128];
+        if (i < N)
+            snprintf(filter, sizeof filter, "dev/%d", i);
+        else
+            snprintf(filter, sizeof filter, "%s/%d", longp, i - N);
+        k[i] = sink_new(-1);
+        subs[i] = subscribe(f, filter, JN_START_EARLIEST, k[i], i % 2 == 0);
+        /* no stream yet: no cursor */
+        assert_int_equal(jn_sub_dropped(subs[i]), 0);
+        assert_int_equal(jn_sub_lag(subs[i]), 0);
+    }
+    assert_int_equal(pub(f, "dev/7", NULL, "a", NULL), 0);
+    char subj[128];
+    snprintf(subj, sizeof subj, "%s/%d", longp, 9);
+    assert_int_equal(pub(f, subj, NULL, "b", NULL), 0);
+    for (int i = 0; i < 2 * N; i++)
+        assert_int_equal(k[i]->n, i == 7 || i == N + 9 ? 1 : 0);
+    assert_string_equal(k[N + 9]->got[0].subject, subj);
+    jn_stream_t *s = jn_broker_stream_find(f->b, "dev", 3);
+    assert_non_null(s);
+    assert_int_equal(jn_sub_position(subs[7], s, 0), 2);
+    /* a lossy sink that refuses counts what it dropped */
+    k[8]->room = 0;
+    assert_int_equal(pub(f, "dev/8", NULL, "c", NULL), 0);
+    assert_int_equal(jn_sub_dropped(subs[8]), 1);
+    /* close every other one; the rest still deliver */
+    for (int i = 0; i < 2 * N; i += 2)
+        jn_sub_close(subs[i]);
+    assert_int_equal(pub(f, "dev/7", NULL, "d", NULL), 0);
+    assert_int_equal(k[7]->n, 2);
+    /* the broker closes (and frees) the ones still open */
+    fx_reopen(f);
+    sink_t *again = sink_new(-1);
+    jn_sub_t *sa = subscribe(f, "dev/+", JN_START_EARLIEST, again, false);
+    spin(f, 5);
+    assert_int_equal(again->n, 3); /* dev/7, dev/8, dev/7 (the long subject is deeper) */
+    jn_sub_close(sa);
+    free(again);
+    for (int i = 0; i < 2 * N; i++)
+        free(k[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1401,6 +1456,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_while_behind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lossy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streams_created_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sub_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups, setup, teardown),

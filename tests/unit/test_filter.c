@@ -513,6 +513,49 @@ static void test_trie_wide(void **state)
     jn_trie_free(t);
 }
 
+/* Many values on one node (the array grows and shrinks back to one
+ * inline value) and levels longer than the node's inline key. */
+static void test_trie_values_and_long_levels(void **state)
+{
+    (void)state;
+    jn_trie_t *t = jn_trie_new();
+    assert_non_null(t);
+    int v[40];
+    const char *longf = "a-level-longer-than-sixteen-bytes/and-another-long-one-here/x";
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(jn_trie_add(t, S("s/k"), &v[i]), 0);
+        assert_int_equal(jn_trie_add(t, longf, strlen(longf), &v[i]), 0);
+        assert_int_equal(jn_trie_add(t, S("s/k"), &v[i]), JN_EEXIST);
+    }
+    assert_int_equal(jn_trie_count(t), 80);
+    hits_t h = match_all(t, "s/k");
+    assert_int_equal(h.n, 40);
+    h = match_all(t, longf);
+    assert_int_equal(h.n, 40);
+    assert_int_equal(match_all(t, "a-level-longer-than-sixteen-bytes/and-another-long-one-herE/x").n, 0);
+    /* remove all but one, out of order, checking what is left each time */
+    for (int i = 0; i < 39; i++) {
+        int k = (i * 7) % 39;
+        assert_int_equal(jn_trie_remove(t, S("s/k"), &v[k]), 0);
+        assert_int_equal(jn_trie_remove(t, S("s/k"), &v[k]), JN_ENOENT);
+        h = match_all(t, "s/k");
+        assert_int_equal(h.n, 39 - i);
+        assert_false(hit(&h, &v[k]));
+        assert_true(hit(&h, &v[39]));
+    }
+    /* one value left: grow again from it */
+    assert_int_equal(jn_trie_add(t, S("s/k"), &v[0]), 0);
+    assert_int_equal(jn_trie_add(t, S("s/k"), &v[1]), 0);
+    h = match_all(t, "s/k");
+    assert_int_equal(h.n, 3);
+    assert_true(hit(&h, &v[0]) && hit(&h, &v[1]) && hit(&h, &v[39]));
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(jn_trie_remove(t, longf, strlen(longf), &v[i]), 0);
+    assert_int_equal(match_all(t, longf).n, 0);
+    assert_int_equal(jn_trie_count(t), 3);
+    jn_trie_free(t); /* frees the nodes still holding values */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_trie_empty_levels),
         cmocka_unit_test(test_trie_random),
         cmocka_unit_test(test_trie_wide),
+        cmocka_unit_test(test_trie_values_and_long_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,19 +78,12 @@ void jn__mqtt_handle_subscribe(jn_mqtt_session_t *s, const jn_mqtt_subscribe_t *
                 goto next;
             }
             if (!ms) {
-                ms = calloc(1, sizeof *ms);
-                if (!ms || !(ms->full = strndup(full, flen)) || !(ms->filter = strndup(filter, fl))) {
-                    if (ms)
-                        free(ms->full);
-                    free(ms);
+                ms = jn__mqtt_msub_new(st, full, flen, (size_t)(filter - full));
+                if (!ms) {
                     code = v5 ? JN_MQTT_RC_UNSPECIFIED : 0x80;
                     goto next;
                 }
-                ms->st = st;
                 ms->subno = st->next_subno++;
-                jn_list_init(&ms->share_node);
-                jn_list_insert_tail(&st->subs, &ms->node);
-                st->nsubs++;
             }
             bool reopen = !is_new && (ms->qos == 0) != (code == 0) && !ms->share;
             ms->qos = code;
@@ -103,7 +96,7 @@ void jn__mqtt_handle_subscribe(jn_mqtt_session_t *s, const jn_mqtt_subscribe_t *
                 ms->sub = NULL;
             }
             if (sh == 1 && !ms->share) {
-                mqtt_share_t *share = jn__mqtt_share_get(m, group, glen, ms->filter);
+                mqtt_share_t *share = jn__mqtt_share_get(m, group, glen, jn__mqtt_msub_filter(ms));
                 if (share) {
                     ms->share = share;
                     jn_list_insert_tail(&share->members, &ms->share_node);

@@ -163,6 +163,7 @@ jn_mqtt_t *jn_mqtt_new(jn_net_t *net, jn_broker_t *broker, const jn_mqtt_config_
     m->net = net;
     jn_pool_init(&m->sess_pool, sizeof(jn_mqtt_session_t));
     jn_pool_init(&m->state_pool, sizeof(mqtt_state_t) + MQTT_ID_INLINE);
+    jn_pool_init(&m->msub_pool, sizeof(mqtt_msub_t) + MQTT_SUB_INLINE);
     if (cfg)
         m->cfg = *cfg;
     else
@@ -223,6 +224,7 @@ fail:
 fail_early:
     jn_pool_destroy(&m->sess_pool);
     jn_pool_destroy(&m->state_pool);
+    jn_pool_destroy(&m->msub_pool);
     jn_buf_free(&m->scratch);
     jn_buf_free(&m->wsout);
     free(m);
@@ -239,6 +241,7 @@ static void free_cb(uv_handle_t *h)
     free(m->htab);
     jn_pool_destroy(&m->sess_pool);
     jn_pool_destroy(&m->state_pool);
+    jn_pool_destroy(&m->msub_pool);
     free(m);
 }
 

@@ -35,6 +35,7 @@
  * buffer stays small (the connection layer starts at 8 KiB otherwise). */
 #define MQTT_IN_FIRST 256
 #define MQTT_ID_INLINE 40         /* client ids shorter than this live inside the state (192-byte pool objects) */
+#define MQTT_SUB_INLINE 40        /* filters shorter than this live inside the msub (128-byte pool objects) */
 #define MQTT_VTOPIC_MAX 64        /* longest topic remembered as valid (session.vtopic) */
 
 /* Reserved record headers (docs/mqtt.md "Mapping to records"). */
@@ -51,22 +52,32 @@
 typedef struct mqtt_state mqtt_state_t;
 typedef struct mqtt_share mqtt_share_t;
 
-/* One subscription of a session. */
+/* One subscription of a session: 88 bytes, from the door's msub_pool with
+ * MQTT_SUB_INLINE bytes after it for the filter (idle memory: a device
+ * keeps its subscriptions as long as it stays connected). */
 typedef struct mqtt_msub {
     jn_list_t node;          /* in state->subs */
     jn_list_t share_node;    /* in share->members */
     mqtt_state_t *st;
     mqtt_share_t *share;     /* shared subscription, or NULL */
     jn_sub_t *sub;           /* the broker cursor (NULL for shared, or offline) */
-    char *filter;            /* without "$share/<group>/" */
-    char *full;              /* as subscribed (with "$share/...") */
+    char *full;              /* as subscribed (with "$share/..."), NUL-terminated:
+                              * inline after the struct when short, else malloc'd */
     uint32_t subno;          /* stable number: consumer group "mqtt/<id>/<n>" */
     uint32_t sub_id;         /* subscription identifier, 0 = none */
+    uint16_t flen;           /* bytes of full (an MQTT string: at most 65535) */
+    uint16_t foff;           /* the filter without "$share/<group>/" starts at full + foff */
     uint8_t qos;
     bool no_local, rap;
     uint8_t rh;
     bool blocked;            /* the cursor refused a record: resume on room */
 } mqtt_msub_t;
+
+/* The filter of |ms| without "$share/<group>/", NUL-terminated. */
+static inline const char *jn__mqtt_msub_filter(const mqtt_msub_t *ms)
+{
+    return ms->full + ms->foff;
+}
 
 /* A shared subscription: one cursor, many members (competing consumers). */
 struct mqtt_share {
@@ -239,6 +250,7 @@ struct jn_mqtt {
      * malloc heap, so buffers freed around them leave no holes (pool.h). */
     jn_pool_t sess_pool;     /* jn_mqtt_session_t */
     jn_pool_t state_pool;    /* mqtt_state_t + MQTT_ID_INLINE bytes of client id */
+    jn_pool_t msub_pool;     /* mqtt_msub_t + MQTT_SUB_INLINE bytes of filter */
 };
 
 /* ---- door (mqtt.c) ---- */
@@ -274,6 +286,10 @@ void jn__mqtt_state_commit(mqtt_state_t *st);
 int jn__mqtt_states_load(jn_mqtt_t *m);
 void jn__mqtt_group_name(char *out, size_t cap, const char *prefix, const char *a, const char *b, uint32_t n);
 mqtt_msub_t *jn__mqtt_msub_find(mqtt_state_t *st, const char *full, size_t len);
+/* A new subscription of |st| to |full| (|len| bytes, at most 65535) whose
+ * filter starts at |full| + |foff|, linked at the end of st->subs (nsubs
+ * counted) with no cursor; the caller sets the options. NULL: JN_ENOMEM. */
+mqtt_msub_t *jn__mqtt_msub_new(mqtt_state_t *st, const char *full, size_t len, size_t foff);
 int jn__mqtt_msub_open(mqtt_msub_t *ms, bool resume);
 void jn__mqtt_msub_free(mqtt_msub_t *ms, bool forget);
 void jn__mqtt_state_resume(mqtt_state_t *st);

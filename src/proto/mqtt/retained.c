@@ -222,10 +222,11 @@ static void send_one(jn_mqtt_session_t *s, mqtt_msub_t *ms, const mqtt_retained_
 void jn__mqtt_retained_send(jn_mqtt_session_t *s, mqtt_msub_t *ms)
 {
     jn_mqtt_t *m = s->m;
-    size_t flen = strlen(ms->filter);
+    const char *filter = jn__mqtt_msub_filter(ms);
+    size_t flen = (size_t)(ms->flen - ms->foff);
     for (size_t i = 0; i < m->rcap; i++)
         for (mqtt_retained_t *r = m->rtab[i]; r; r = r->next)
-            if (jn_filter_match(ms->filter, flen, r->topic, strlen(r->topic)))
+            if (jn_filter_match(filter, flen, r->topic, strlen(r->topic)))
                 send_one(s, ms, r);
 }
 
@@ -299,7 +300,8 @@ static void sys_set(jn_mqtt_t *m, const char *topic, const char *value)
         jn_list_t *k;
         jn_list_foreach(k, &st->subs) {
             mqtt_msub_t *ms = jn_container_of(k, mqtt_msub_t, node);
-            if (ms->filter[0] == '$' && !ms->share && jn_filter_match(ms->filter, strlen(ms->filter), topic, tlen) &&
+            if (jn__mqtt_msub_filter(ms)[0] == '$' && !ms->share &&
+                jn_filter_match(jn__mqtt_msub_filter(ms), (size_t)(ms->flen - ms->foff), topic, tlen) &&
                 jn__mqtt_has_room(st->sess))
                 (void)jn__mqtt_send_record(st->sess, topic, tlen, &rec, 0, 0, false, false, ms->sub_id);
         }

@@ -296,10 +296,33 @@ mqtt_msub_t *jn__mqtt_msub_find(mqtt_state_t *st, const char *full, size_t len)
     jn_list_t *n;
     jn_list_foreach(n, &st->subs) {
         mqtt_msub_t *ms = jn_container_of(n, mqtt_msub_t, node);
-        if (strlen(ms->full) == len && memcmp(ms->full, full, len) == 0)
+        if (ms->flen == len && memcmp(ms->full, full, len) == 0)
             return ms;
     }
     return NULL;
+}
+
+mqtt_msub_t *jn__mqtt_msub_new(mqtt_state_t *st, const char *full, size_t len, size_t foff)
+{
+    if (len > UINT16_MAX || foff > len)
+        return NULL;
+    mqtt_msub_t *ms = jn_pool_calloc(&st->m->msub_pool);
+    if (!ms)
+        return NULL;
+    ms->full = len < MQTT_SUB_INLINE ? (char *)(ms + 1) : malloc(len + 1);
+    if (!ms->full) {
+        jn_pool_free(&st->m->msub_pool, ms);
+        return NULL;
+    }
+    memcpy(ms->full, full, len);
+    ms->full[len] = 0;
+    ms->flen = (uint16_t)len;
+    ms->foff = (uint16_t)foff;
+    ms->st = st;
+    jn_list_init(&ms->share_node);
+    jn_list_insert_tail(&st->subs, &ms->node);
+    st->nsubs++;
+    return ms;
 }
 
 int jn__mqtt_msub_open(mqtt_msub_t *ms, bool resume)
@@ -311,7 +334,7 @@ int jn__mqtt_msub_open(mqtt_msub_t *ms, bool resume)
     jn__mqtt_group_name(group, sizeof group, "mqtt", st->client_id, NULL, ms->subno);
     jn_sub_opts_t o;
     memset(&o, 0, sizeof o);
-    o.filter = ms->filter;
+    o.filter = jn__mqtt_msub_filter(ms);
     o.deliver = jn__mqtt_deliver;
     o.arg = ms;
     o.lossy = ms->qos == 0 && st->expiry == 0;
@@ -372,9 +395,9 @@ void jn__mqtt_msub_free(mqtt_msub_t *ms, bool forget)
         forget_group(ms);
     jn_list_remove(&ms->node);
     st->nsubs--;
-    free(ms->filter);
-    free(ms->full);
-    free(ms);
+    if (ms->full != (char *)(ms + 1))
+        free(ms->full);
+    jn_pool_free(&st->m->msub_pool, ms);
 }
 
 void jn__mqtt_state_resume(mqtt_state_t *st)
@@ -478,7 +501,7 @@ int jn__mqtt_state_online(mqtt_state_t *st)
         if (ms->share == NULL && strncmp(ms->full, "$share/", 7) == 0) {
             const char *g = ms->full + 7;
             const char *slash = strchr(g, '/');
-            mqtt_share_t *sh = slash ? jn__mqtt_share_get(st->m, g, (size_t)(slash - g), ms->filter) : NULL;
+            mqtt_share_t *sh = slash ? jn__mqtt_share_get(st->m, g, (size_t)(slash - g), jn__mqtt_msub_filter(ms)) : NULL;
             if (sh) {
                 ms->share = sh;
                 jn_list_insert_tail(&sh->members, &ms->share_node);
@@ -690,28 +713,20 @@ static void decode_subs(mqtt_state_t *st, const json_t *arr)
         const char *full = json_string_value(json_object_get(sj, "f"));
         if (!full || st->nsubs >= MQTT_SUBS_MAX)
             continue;
-        mqtt_msub_t *ms = calloc(1, sizeof *ms);
         const char *filter = full;
         if (strncmp(full, "$share/", 7) == 0) {
             const char *slash = strchr(full + 7, '/');
             filter = slash ? slash + 1 : full;
         }
-        if (!ms || !(ms->full = strdup(full)) || !(ms->filter = strdup(filter))) {
-            if (ms)
-                free(ms->full);
-            free(ms);
+        mqtt_msub_t *ms = jn__mqtt_msub_new(st, full, strlen(full), (size_t)(filter - full));
+        if (!ms)
             continue;
-        }
-        ms->st = st;
-        jn_list_init(&ms->share_node);
         ms->qos = (uint8_t)json_integer_value(json_object_get(sj, "q"));
         ms->no_local = json_is_true(json_object_get(sj, "nl"));
         ms->rap = json_is_true(json_object_get(sj, "rap"));
         ms->rh = (uint8_t)json_integer_value(json_object_get(sj, "rh"));
         ms->sub_id = (uint32_t)json_integer_value(json_object_get(sj, "id"));
         ms->subno = (uint32_t)json_integer_value(json_object_get(sj, "n"));
-        jn_list_insert_tail(&st->subs, &ms->node);
-        st->nsubs++;
     }
 }
 
