@@ -215,12 +215,15 @@ def main():
                   f"| nginx 1 worker, `return 204` (body read and discarded) | {nm:,.0f} | 1.00 |",
                   "", f"Non-2xx answers from Junction: {sum(jerr)}.", "",
                   "### Durable publishing (fsync always, 64 concurrent publishers, wrk -c64)", "",
-                  f"Acknowledged durable records/s: **{dm:,.0f}** (each 201 is sent after the fsync that covers "
-                  "the record; group commit shares one fsync among all waiting publishers).", "",
+                  f"Acknowledged durable records/s: **{dm:,.0f}** (median; runs "
+                  f"{' / '.join(f'{r:,.0f}' for r in dr)}). Each 201 is sent after the fsync that covers "
+                  "the record; group commit shares one fsync among all waiting publishers "
+                  "(docs/benchmarks.md, \"Durable publishing: where the time goes\").", "",
                   f"### Memory with {idle['connections']:,} idle keep-alive connections", "",
                   f"Peak RSS {idle['peak_rss_kib'] / 1024:.1f} MiB (before: {idle['rss_before_kib'] / 1024:.1f} "
-                  f"MiB; about {idle['per_conn_bytes']} bytes per idle connection; "
-                  f"{idle['answered']} of {idle['connections']} answered).", ""]
+                  f"MiB; about {idle['per_conn_bytes']:,} bytes per idle connection right after each answered one request; "
+                  f"{idle['answered']:,} of {idle['connections']:,} answered). Idle buffers are freed after "
+                  "`shrink_ms` (docs/net.md).", ""]
         write_section(args.out, "rest", "\n".join(lines))
         print("\n".join(lines))
     finally:
