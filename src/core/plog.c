@@ -77,9 +77,14 @@
  *      file must parse back to back, the first one at the offset the entry
  *      names, ending exactly at the end of the file. That walk also yields
  *      the segment's end offset and largest timestamp. If any check fails,
- *      both indexes are rebuilt by walking every batch header of the .log;
- *      if that walk fails the segment is unreadable and open fails with
- *      JN_ECORRUPT.
+ *      both indexes are rebuilt by walking every batch header of the .log.
+ *      Zeros at the end (PREALLOCATION) are cut. If the walk meets anything
+ *      else that is not a batch, the batches before it are kept, the rest
+ *      of the file is moved to <base>.log.damaged (never read again, kept
+ *      for an investigation) with an error in the log, and the partition
+ *      opens: readers go on at the next segment. Only a segment that
+ *      cannot be read (JN_EIO) or whose damaged part cannot be moved aside
+ *      (JN_ECORRUPT) fails the open.
  *   3. The last segment is scanned batch by batch from position 0. A batch
  *      is valid when its header parses (jn_batch_parse), it lies wholly in
  *      the file, its CRC matches and its baseOffset is the expected next
@@ -664,7 +669,7 @@ static int read_header(const jn_plog_t *log, const jn_plog_segment_t *seg, uint6
     return (int)total;
 }
 
-static int seg_repair(const jn_plog_t *log, jn_plog_segment_t *seg);
+static int seg_repair(const jn_plog_t *log, jn_plog_segment_t *seg, bool at_open);
 
 /* Position of the indexed batch at or below |offset|. The entry used is
  * checked against the batch header it points at: a sealed segment's index
@@ -697,7 +702,7 @@ static int seg_index_pos(const jn_plog_t *log, jn_plog_segment_t *seg, int64_t o
         if (seg == active_seg(log))
             return JN_EIO;
         jn_warn("plog %s.index: entry for position %" PRIu64 " is wrong, rebuilding", seg->path, p);
-        int rc = seg_repair(log, seg);
+        int rc = seg_repair(log, seg, false);
         if (rc < 0)
             return rc;
     }
@@ -873,8 +878,10 @@ fail:
  * and batch offsets must be contiguous. Returns the position after the last
  * valid batch (or the error of the first invalid one when !strict). */
 static int64_t seg_rebuild(const jn_plog_t *log, jn_plog_segment_t *seg, uint64_t limit,
-                           bool strict, uint32_t interval)
+                           bool strict, uint32_t interval, bool *damaged)
 {
+    if (damaged)
+        *damaged = false;
     seg->nidx = seg->ntidx = 0;
     seg->since_index = 0;
     seg->end = seg->base;
@@ -908,20 +915,69 @@ static int64_t seg_rebuild(const jn_plog_t *log, jn_plog_segment_t *seg, uint64_
      * stopped before its cut reached the disk (PREALLOCATION). */
     if (!strict && r < 0 && r != JN_EIO && r != JN_ENOMEM && only_zeros(seg->fd, valid, limit))
         r = 0;
+    /* Asked for: the batches before the damage are kept (seg_repair). */
+    if (!strict && r < 0 && r != JN_EIO && r != JN_ENOMEM && damaged) {
+        *damaged = true;
+        r = 0;
+    }
     if (r == JN_EIO || r == JN_ENOMEM || (!strict && r < 0))
         return r < 0 ? r : JN_EIO;
     return (int64_t)valid;
 }
 
-/* Rebuilds a sealed segment's indexes from its .log, in memory and on disk. */
-static int seg_repair(const jn_plog_t *log, jn_plog_segment_t *seg)
+/* Moves [from, end of file) of a sealed segment to "<base>.log.damaged"
+ * (kept for whoever investigates) and cuts the segment there. */
+static int quarantine(jn_plog_segment_t *seg, uint64_t from)
 {
-    int64_t r = seg_rebuild(log, seg, seg->file_size, false, log->cfg.index_interval_bytes);
+    char name[PATH_MAX], side[PATH_MAX];
+    if (seg_file(seg, ".log", name, sizeof name) < 0 || seg_file(seg, ".log.damaged", side, sizeof side) < 0)
+        return JN_EIO;
+    int out = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0)
+        return JN_EIO;
+    uint8_t buf[65536];
+    int rc = 0;
+    for (uint64_t pos = from; pos < seg->file_size && rc == 0;) {
+        size_t n = seg->file_size - pos < sizeof buf ? (size_t)(seg->file_size - pos) : sizeof buf;
+        rc = read_all(seg->fd, buf, n, pos);
+        if (rc == 0)
+            rc = write_all(out, buf, n, pos - from);
+        pos += n;
+    }
+    if (rc == 0 && fdatasync(out) != 0)
+        rc = JN_EIO;
+    close(out);
+    if (rc == 0 && truncate(name, (off_t)from) != 0)
+        rc = JN_EIO;
+    return rc;
+}
+
+/* Rebuilds a sealed segment's indexes from its .log, in memory and on disk.
+ * At open (|at_open|), a segment damaged in its middle keeps the batches
+ * before the damage: the rest is moved aside (quarantine), the partition
+ * opens, and readers go on at the next segment. Later, the same damage is
+ * only reported (readers may hold ranges of the file). */
+static int seg_repair(const jn_plog_t *log, jn_plog_segment_t *seg, bool at_open)
+{
+    bool damaged = false;
+    int64_t r = seg_rebuild(log, seg, seg->file_size, false, log->cfg.index_interval_bytes,
+                            at_open ? &damaged : NULL);
     if (r < 0) {
         jn_error("plog %s: sealed segment unreadable at a batch header", seg->path);
         return r == JN_ENOMEM || r == JN_EIO ? (int)r : JN_ECORRUPT;
     }
-    if ((uint64_t)r < seg->file_size) {
+    if (damaged) {
+        uint64_t cut = seg->file_size - (uint64_t)r;
+        if (quarantine(seg, (uint64_t)r) < 0) {
+            jn_error("plog %s: cannot move the damaged part aside: %s", seg->path, strerror(errno));
+            return JN_ECORRUPT;
+        }
+        jn_error("plog %s.log: invalid batch at position %" PRId64 " of a sealed segment: its last %" PRIu64
+                 " bytes (the records after offset %" PRId64 " up to the next segment) are in %s.log.damaged "
+                 "and no longer served",
+                 seg->path, r, cut, seg->end - 1, seg->path);
+        seg->file_size = seg->alloc_size = seg->size = (uint64_t)r;
+    } else if ((uint64_t)r < seg->file_size) {
         char name[PATH_MAX];
         if (seg_file(seg, ".log", name, sizeof name) < 0 || truncate(name, (off_t)r) != 0) {
             jn_error("plog %s: cannot cut preallocated zeros: %s", seg->path, strerror(errno));
@@ -952,7 +1008,7 @@ static int seg_open_sealed(jn_plog_t *log, jn_plog_segment_t *seg)
         return rc;
     if (rc < 0) {
         jn_warn("plog %s: index missing or invalid, rebuilding", name);
-        return seg_repair(log, seg);
+        return seg_repair(log, seg, true);
     }
     return 0;
 }
@@ -970,7 +1026,7 @@ static int seg_open_active(jn_plog_t *log, jn_plog_segment_t *seg, bool create)
         return JN_EIO;
     }
     seg->file_size = seg->alloc_size = seg->size = (uint64_t)st.st_size;
-    int64_t valid = seg_rebuild(log, seg, seg->file_size, true, log->cfg.index_interval_bytes);
+    int64_t valid = seg_rebuild(log, seg, seg->file_size, true, log->cfg.index_interval_bytes, NULL);
     if (valid < 0)
         return (int)valid;
     if ((uint64_t)valid < seg->file_size) {

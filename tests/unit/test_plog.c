@@ -498,6 +498,60 @@ static void test_preallocation(void **state)
     jn_plog_close(log);
 }
 
+/* A sealed segment damaged in its middle: at open the batches before the
+ * damage stay, the rest goes to <base>.log.damaged, the partition opens and
+ * reads go on at the next segment; the active segment is untouched. */
+static void test_damaged_sealed_segment(void **state)
+{
+    fixture_t *f = *state;
+    jn_plog_t *log = open_log(f);
+    append_n(log, 10, 2, 0); /* segment 0: offsets 0..19 */
+    assert_int_equal(jn_plog_roll(log), 0);
+    append_n(log, 10, 2, 0); /* segment 20: offsets 20..39 */
+    assert_int_equal(jn_plog_roll(log), 0);
+    append_n(log, 5, 2, 0);  /* active segment 40 */
+    jn_plog_close(log);
+
+    char p[256], idx[256], side[256];
+    seg_path(f, 20, ".log", p, sizeof p);
+    seg_path(f, 20, ".index", idx, sizeof idx);
+    seg_path(f, 20, ".log.damaged", side, sizeof side);
+    off_t size = file_size(p), batch = size / 10;
+    assert_int_equal(batch * 10, size);
+    /* Garbage over the header of the 7th batch (offsets 32, 33), indexes gone. */
+    FILE *fp = fopen(p, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, batch * 6, SEEK_SET), 0);
+    for (int i = 0; i < 20; i++)
+        fputc(0xA5, fp);
+    fclose(fp);
+    unlink(idx);
+
+    log = open_log(f);
+    assert_int_equal(jn_plog_start_offset(log), 0);
+    assert_int_equal(jn_plog_end_offset(log), 50);
+    assert_int_equal(file_size(p), batch * 6);
+    assert_int_equal(file_size(side), size - batch * 6);
+    rec_t *recs = calloc(64, sizeof *recs);
+    size_t n = collect(log, 0, 4096, recs, 64);
+    /* 0..31 then 40..49: offsets 32..39 are in the side file. */
+    assert_int_equal(n, 42);
+    for (size_t i = 0; i < n; i++) {
+        int64_t want = i < 32 ? (int64_t)i : (int64_t)i + 8;
+        assert_int_equal(recs[i].offset, want);
+    }
+    free(recs);
+    append_n(log, 1, 2, 0);
+    assert_int_equal(jn_plog_end_offset(log), 52);
+    jn_plog_close(log);
+
+    /* Reopened: a clean segment now, the side file left alone. */
+    log = open_log(f);
+    assert_int_equal(jn_plog_end_offset(log), 52);
+    assert_int_equal(file_size(side), size - batch * 6);
+    jn_plog_close(log);
+}
+
 static void test_index_rebuild(void **state)
 {
     fixture_t *f = *state;
@@ -1251,6 +1305,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cleaned_leftover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_preallocation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_sealed_segment, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
