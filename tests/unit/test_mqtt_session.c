@@ -14,115 +14,20 @@
 
 #include "core/broker.h"
 #include "core/filter.h"
-#include "proto/mqtt/codec.h"
-#include "proto/mqtt/mqtt.h"
+#include "proto/mqtt/mqtt_int.h"
 
-typedef struct fake {
-    jn_buf_t out;
-    bool closed;
-    uint64_t timeout;
-    jn_mqtt_session_t *s;
-} fake_t;
-
-static jn_buf_t *f_outbuf(void *c) { return ((fake_t *)c)->closed ? NULL : &((fake_t *)c)->out; }
-static void f_commit(void *c) { (void)c; }
-static bool f_above(void *c) { (void)c; return false; }
-static void f_close(void *c) { ((fake_t *)c)->closed = true; }
-static void f_abort(void *c)
-{
-    fake_t *f = c;
-    f->closed = true;
-    if (f->s)
-        jn_mqtt_session_closed(f->s, 0);
-    f->s = NULL;
-}
-static void f_timeout(void *c, uint64_t ms) { ((fake_t *)c)->timeout = ms; }
-
-static const jn_mqtt_transport_t ft = {f_outbuf, f_commit, f_above, f_close, f_abort, f_timeout};
-
-typedef struct env {
-    char dir[64];
-    uv_loop_t loop;
-    jn_broker_t *b;
-    jn_mqtt_t *m;
-} env_t;
+#include "mqtt_fake.h"
 
 static int setup(void **state)
 {
-    env_t *e = calloc(1, sizeof *e);
-    snprintf(e->dir, sizeof e->dir, "/tmp/jn-mqtt-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
-    assert_int_equal(uv_loop_init(&e->loop), 0);
-    jn_broker_config_t bc;
-    jn_broker_config_default(&bc);
-    bc.data_dir = e->dir;
-    assert_int_equal(jn_broker_open(&e->loop, &bc, NULL, &e->b), 0);
-    jn_mqtt_config_t mc;
-    jn_mqtt_config_default(&mc);
-    mc.allow_anonymous = true;
-    mc.version = "test";
-    e->m = jn_mqtt_new(NULL, e->b, &mc);
-    assert_non_null(e->m);
-    *state = e;
+    *state = env_new("jn-mqtt-", false);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    env_t *e = *state;
-    jn_mqtt_free(e->m);
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-    jn_broker_close(e->b);
-    for (int i = 0; i < 100 && uv_loop_alive(&e->loop); i++)
-        uv_run(&e->loop, UV_RUN_NOWAIT);
-    (void)uv_loop_close(&e->loop);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
-    free(e);
+    env_free(*state);
     return 0;
-}
-
-static fake_t *fake_new(env_t *e)
-{
-    fake_t *f = calloc(1, sizeof *f);
-    jn_buf_init(&f->out, 1u << 24);
-    f->s = jn_mqtt_session_new(e->m, &ft, f, true);
-    assert_non_null(f->s);
-    return f;
-}
-
-static void fake_free(fake_t *f)
-{
-    if (f->s)
-        jn_mqtt_session_closed(f->s, 0);
-    jn_buf_free(&f->out);
-    free(f);
-}
-
-static void feed(fake_t *f, const jn_buf_t *in)
-{
-    size_t n = jn_mqtt_session_input(f->s, in->data, in->len);
-    assert_int_equal(n, in->len);
-}
-
-/* Pops the next packet the server wrote; returns its type (0: none). */
-static int next_packet(fake_t *f, uint8_t version, jn_mqtt_packet_t *p)
-{
-    if (f->out.len == 0)
-        return 0;
-    int n = jn_mqtt_decode(f->out.data, f->out.len, 0, 0, p);
-    if (p->type != JN_MQTT_CONNECT)
-        n = jn_mqtt_decode(f->out.data, f->out.len, version, 0, p);
-    assert_true(n > 0);
-    /* Views stay valid until the next pop: keep a copy of the bytes. */
-    static uint8_t keep[1 << 16];
-    assert_true((size_t)n <= sizeof keep);
-    memcpy(keep, f->out.data, (size_t)n);
-    jn_buf_consume(&f->out, (size_t)n);
-    int rc = jn_mqtt_decode(keep, (size_t)n, version, 0, p);
-    assert_int_equal(rc, n);
-    return p->type;
 }
 
 static void do_connect(fake_t *f, uint8_t v, const char *id, bool clean, uint32_t expiry, uint16_t ka,
@@ -189,18 +94,6 @@ static void send_subscribe(fake_t *f, uint8_t v, const char *filter, uint8_t qos
     s.count = 1;
     s.subs = &e;
     assert_true(jn_mqtt_encode_subscribe(&b, v, &s) > 0);
-    feed(f, &b);
-    jn_buf_free(&b);
-}
-
-static void send_ack(fake_t *f, uint8_t v, uint8_t type, uint16_t pid)
-{
-    jn_buf_t b;
-    jn_buf_init(&b, 1 << 20);
-    jn_mqtt_ack_t a;
-    memset(&a, 0, sizeof a);
-    a.packet_id = pid;
-    assert_true(jn_mqtt_encode_ack(&b, v, type, &a) > 0);
     feed(f, &b);
     jn_buf_free(&b);
 }
@@ -278,22 +171,6 @@ static void test_qos_flows(void **state)
     assert_int_equal(jn_plog_end_offset(jn_stream_plog(s, 0)), 2);
     fake_free(pub);
     fake_free(sub);
-}
-
-/* Publishes |value| on |subject| from outside MQTT (no ":mqtt-qos" unless
- * |qos_hdr|). */
-static void broker_publish(env_t *e, const char *subject, const char *value, const char *qos_hdr)
-{
-    jn_header_t h = {(const uint8_t *)":mqtt-qos", 9, (const uint8_t *)qos_hdr, qos_hdr ? (int32_t)strlen(qos_hdr) : 0};
-    jn_record_t rec;
-    memset(&rec, 0, sizeof rec);
-    rec.key_len = -1;
-    rec.value = (const uint8_t *)value;
-    rec.value_len = (int32_t)strlen(value);
-    rec.headers = qos_hdr ? &h : NULL;
-    rec.header_count = qos_hdr ? 1 : 0;
-    jn_publish_result_t res;
-    assert_int_equal(jn_broker_publish(e->b, subject, strlen(subject), &rec, 1, -1, &res), 0);
 }
 
 /* MQTT 3.8.4: delivery QoS = min(published, granted); records without the

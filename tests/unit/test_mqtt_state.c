@@ -18,134 +18,25 @@
 #include "core/broker.h"
 #include "proto/mqtt/mqtt_int.h"
 
-typedef struct fake {
-    jn_buf_t out;
-    bool closed;
-    jn_mqtt_session_t *s;
-} fake_t;
-
-static jn_buf_t *f_outbuf(void *c) { return ((fake_t *)c)->closed ? NULL : &((fake_t *)c)->out; }
-static void f_commit(void *c) { (void)c; }
-static bool f_above(void *c) { (void)c; return false; }
-static void f_close(void *c) { ((fake_t *)c)->closed = true; }
-static void f_abort(void *c)
-{
-    fake_t *f = c;
-    f->closed = true;
-    if (f->s)
-        jn_mqtt_session_closed(f->s, 0);
-    f->s = NULL;
-}
-static void f_timeout(void *c, uint64_t ms) { (void)c; (void)ms; }
-
-static const jn_mqtt_transport_t ft = {f_outbuf, f_commit, f_above, f_close, f_abort, f_timeout};
-
-typedef struct env {
-    char dir[64];
-    uv_loop_t loop;
-    jn_broker_t *b;
-    jn_mqtt_t *m;
-} env_t;
-
-static void open_all(env_t *e)
-{
-    jn_broker_config_t bc;
-    jn_broker_config_default(&bc);
-    bc.data_dir = e->dir;
-    assert_int_equal(jn_broker_open(&e->loop, &bc, NULL, &e->b), 0);
-    jn_mqtt_config_t mc;
-    jn_mqtt_config_default(&mc);
-    mc.allow_anonymous = true;
-    mc.version = "test";
-    mc.sys_interval_ms = 0;
-    e->m = jn_mqtt_new(NULL, e->b, &mc);
-    assert_non_null(e->m);
-}
-
-static void close_all(env_t *e)
-{
-    jn_mqtt_free(e->m);
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-    jn_broker_close(e->b);
-    for (int i = 0; i < 100 && uv_loop_alive(&e->loop); i++)
-        uv_run(&e->loop, UV_RUN_NOWAIT);
-    e->m = NULL;
-    e->b = NULL;
-}
+#include "mqtt_fake.h"
 
 /* A graceful stop and start of the door and the broker. */
 static void restart(env_t *e)
 {
-    close_all(e);
-    open_all(e);
+    env_close(e);
+    env_open(e);
 }
 
 static int setup(void **state)
 {
-    env_t *e = calloc(1, sizeof *e);
-    snprintf(e->dir, sizeof e->dir, "/tmp/jn-mqtt-st-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
-    assert_int_equal(uv_loop_init(&e->loop), 0);
-    open_all(e);
-    *state = e;
+    *state = env_new("jn-mqtt-st-", true);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    env_t *e = *state;
-    close_all(e);
-    (void)uv_loop_close(&e->loop);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
-    free(e);
+    env_free(*state);
     return 0;
-}
-
-static fake_t *fake_new(env_t *e)
-{
-    fake_t *f = calloc(1, sizeof *f);
-    jn_buf_init(&f->out, 1u << 24);
-    f->s = jn_mqtt_session_new(e->m, &ft, f, true);
-    assert_non_null(f->s);
-    return f;
-}
-
-/* Frees the fake; its session (if still open) ends as if the TCP
- * connection dropped. */
-static void fake_free(fake_t *f)
-{
-    if (f->s)
-        jn_mqtt_session_closed(f->s, 0);
-    jn_buf_free(&f->out);
-    free(f);
-}
-
-static void feed(fake_t *f, const jn_buf_t *in)
-{
-    size_t n = jn_mqtt_session_input(f->s, in->data, in->len);
-    assert_int_equal(n, in->len);
-}
-
-static void spin(env_t *e)
-{
-    for (int i = 0; i < 20; i++)
-        uv_run(&e->loop, UV_RUN_NOWAIT);
-}
-
-/* Pops the next packet the server wrote; returns its type (0: none). */
-static int next_packet(fake_t *f, jn_mqtt_packet_t *p)
-{
-    if (f->out.len == 0)
-        return 0;
-    static uint8_t keep[1 << 16];
-    int n = jn_mqtt_decode(f->out.data, f->out.len, JN_MQTT_V5, 0, p);
-    assert_true(n > 0 && (size_t)n <= sizeof keep);
-    memcpy(keep, f->out.data, (size_t)n);
-    jn_buf_consume(&f->out, (size_t)n);
-    assert_int_equal(jn_mqtt_decode(keep, (size_t)n, JN_MQTT_V5, 0, p), n);
-    return p->type;
 }
 
 static void send_connect(fake_t *f, const char *id, bool clean, uint32_t expiry, const char *will_topic,
@@ -185,7 +76,7 @@ static fake_t *connect_client(env_t *e, const char *id, bool clean, const char *
     fake_t *f = fake_new(e);
     send_connect(f, id, clean, 3600, will_topic, will_delay);
     jn_mqtt_packet_t p;
-    assert_int_equal(next_packet(f, &p), JN_MQTT_CONNACK);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_CONNACK);
     assert_int_equal(p.u.connack.reason, 0);
     assert_int_equal(p.u.connack.session_present, present);
     return f;
@@ -227,36 +118,7 @@ static void send_subscribe(fake_t *f, const char *filter, uint8_t qos)
     feed(f, &b);
     jn_buf_free(&b);
     jn_mqtt_packet_t p;
-    assert_int_equal(next_packet(f, &p), JN_MQTT_SUBACK);
-}
-
-static void send_ack(fake_t *f, uint8_t type, uint16_t pid)
-{
-    jn_buf_t b;
-    jn_buf_init(&b, 1 << 20);
-    jn_mqtt_ack_t a;
-    memset(&a, 0, sizeof a);
-    a.packet_id = pid;
-    assert_true(jn_mqtt_encode_ack(&b, JN_MQTT_V5, type, &a) > 0);
-    feed(f, &b);
-    jn_buf_free(&b);
-}
-
-/* Publishes |value| on |subject| from outside MQTT, at QoS |qos_hdr|
- * ("1") or, without it, at the subscription's QoS. */
-static void broker_publish(env_t *e, const char *subject, const char *value, const char *qos_hdr)
-{
-    jn_header_t h = {(const uint8_t *)MQTT_H_QOS, sizeof MQTT_H_QOS - 1, (const uint8_t *)qos_hdr,
-                     qos_hdr ? (int32_t)strlen(qos_hdr) : 0};
-    jn_record_t rec;
-    memset(&rec, 0, sizeof rec);
-    rec.key_len = -1;
-    rec.value = (const uint8_t *)value;
-    rec.value_len = (int32_t)strlen(value);
-    rec.headers = qos_hdr ? &h : NULL;
-    rec.header_count = qos_hdr ? 1 : 0;
-    jn_publish_result_t res;
-    assert_int_equal(jn_broker_publish(e->b, subject, strlen(subject), &rec, 1, -1, &res), 0);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_SUBACK);
 }
 
 static int64_t end_offset(env_t *e, const char *stream)
@@ -268,7 +130,7 @@ static int64_t end_offset(env_t *e, const char *stream)
 static void expect_publish(fake_t *f, const char *payload, uint8_t qos, bool dup, uint16_t *pid)
 {
     jn_mqtt_packet_t p;
-    assert_int_equal(next_packet(f, &p), JN_MQTT_PUBLISH);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
     assert_int_equal(p.u.publish.payload.len, strlen(payload));
     assert_memory_equal(p.u.publish.payload.data, payload, strlen(payload));
     assert_int_equal(p.u.publish.qos, qos);
@@ -287,18 +149,18 @@ static void make_inflight(env_t *e, fake_t *f, uint16_t *p1, uint16_t *p2)
     broker_publish(e, "r/a", "one", "1");
     broker_publish(e, "r/a", "two", NULL);
     broker_publish(e, "r/a", "three", "1");
-    spin(e);
+    env_spin(e);
     uint16_t p3 = 0;
     *p1 = *p2 = 0;
     expect_publish(f, "one", 1, false, p1);
     expect_publish(f, "two", 2, false, p2);
     expect_publish(f, "three", 1, false, &p3);
-    send_ack(f, JN_MQTT_PUBREC, *p2);
-    assert_int_equal(next_packet(f, &p), JN_MQTT_PUBREL);
-    send_ack(f, JN_MQTT_PUBACK, p3);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBREC, *p2);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBREL);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, p3);
     send_publish(f, "in/x", "q2", 2, 7, false);
-    assert_int_equal(next_packet(f, &p), JN_MQTT_PUBREC);
-    assert_int_equal(next_packet(f, &p), 0);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBREC);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
 }
 
 static void test_encode_decode(void **state)
@@ -404,39 +266,39 @@ static void test_restart_resends_inflight(void **state)
     /* 4.4.0-1: PUBREL for the QoS 2 message past PUBREC, then the QoS 1
      * message again with DUP and its packet id; the acknowledged one and
      * the QoS 2 one are not sent again. */
-    assert_int_equal(next_packet(f, &p), JN_MQTT_PUBREL);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBREL);
     assert_int_equal(p.u.ack.packet_id, p2);
-    spin(e);
+    env_spin(e);
     expect_publish(f, "one", 1, true, &p1);
-    assert_int_equal(next_packet(f, &p), 0);
-    send_ack(f, JN_MQTT_PUBACK, p1);
-    send_ack(f, JN_MQTT_PUBCOMP, p2);
-    spin(e);
-    assert_int_equal(next_packet(f, &p), 0);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, p1);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBCOMP, p2);
+    env_spin(e);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
 
     /* The inbound QoS 2 resend is not stored twice; PUBREL completes. */
     send_publish(f, "in/x", "q2", 2, 7, true);
-    assert_int_equal(next_packet(f, &p), JN_MQTT_PUBREC);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBREC);
     assert_int_equal(p.u.ack.packet_id, 7);
     assert_int_equal(end_offset(e, "in"), 1);
-    send_ack(f, JN_MQTT_PUBREL, 7);
-    assert_int_equal(next_packet(f, &p), JN_MQTT_PUBCOMP);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBREL, 7);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBCOMP);
     assert_int_equal(p.u.ack.reason, 0);
 
     /* New records are new messages. */
     broker_publish(e, "r/a", "four", "1");
-    spin(e);
+    env_spin(e);
     uint16_t p4 = 0;
     expect_publish(f, "four", 1, false, &p4);
     assert_int_not_equal(p4, p1);
-    send_ack(f, JN_MQTT_PUBACK, p4);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, p4);
 
     /* Everything acknowledged: a second restart resends nothing. */
     restart(e);
     fake_free(f);
     f = connect_client(e, "rs", false, NULL, 0, true);
-    spin(e);
-    assert_int_equal(next_packet(f, &p), 0);
+    env_spin(e);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
     fake_free(f);
 }
 
@@ -451,11 +313,11 @@ static void test_reconnect_skips_completed(void **state)
     make_inflight(e, f, &p1, &p2);
     fake_free(f); /* the connection drops */
     f = connect_client(e, "rc", false, NULL, 0, true);
-    assert_int_equal(next_packet(f, &p), JN_MQTT_PUBREL);
-    send_ack(f, JN_MQTT_PUBCOMP, p2); /* before the cursor reads again */
-    spin(e);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBREL);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBCOMP, p2); /* before the cursor reads again */
+    env_spin(e);
     expect_publish(f, "one", 1, true, &p1);
-    assert_int_equal(next_packet(f, &p), 0);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
     fake_free(f);
 }
 
@@ -498,7 +360,7 @@ static void test_will_across_restart(void **state)
      * (its session ended with the connection). */
     fake_t *g = fake_new(e);
     send_connect(g, "wz", true, 0, "w/zero", 0);
-    assert_int_equal(next_packet(g, &p), JN_MQTT_CONNACK);
+    assert_int_equal(next_packet(g, JN_MQTT_V5, &p), JN_MQTT_CONNACK);
     restart(e);
     fake_free(g);
     g = connect_client(e, "wz", false, NULL, 0, false); /* not present */
