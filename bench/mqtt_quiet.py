@@ -23,16 +23,13 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rest_bench import free_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("JUNCTION_BIN", os.path.join(ROOT, "build", "junction"))
 MOSQUITTO = "/usr/sbin/mosquitto"
 MARK = "mqtt-quiet"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, timeout=20):

@@ -583,13 +583,6 @@ static void wh_replay(jn_http_req_t *req, void *arg)
     respond_queued(req, jn__wh_ep_replay(ep, stream, part, f, t));
 }
 
-/* Defined in webhook_in.c. */
-void jn__wh_hook_create(jn_http_req_t *req, void *arg);
-void jn__wh_hook_list(jn_http_req_t *req, void *arg);
-void jn__wh_hook_get(jn_http_req_t *req, void *arg);
-void jn__wh_hook_delete(jn_http_req_t *req, void *arg);
-void jn__wh_hook_receive(jn_http_req_t *req, void *arg);
-
 int jn__wh_routes(jn_webhook_t *w)
 {
     static const struct {

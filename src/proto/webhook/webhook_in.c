@@ -111,6 +111,16 @@ static wh_hook_t *hook_find(jn_webhook_t *w, const char *name)
     return NULL;
 }
 
+/* The hook named by the path's {name}: NULL once the 404 is answered. */
+static wh_hook_t *path_hook(jn_webhook_t *w, jn_http_req_t *req)
+{
+    const char *name = jn_http_req_param(req, "name");
+    wh_hook_t *h = name ? hook_find(w, name) : NULL;
+    if (!h)
+        jn_http_respond_error(req, 404, "not_found", "hook '%s' does not exist", name ? name : "");
+    return h;
+}
+
 static bool name_ok(const char *n)
 {
     size_t len = strlen(n);
@@ -246,7 +256,6 @@ static json_t *hook_json(const wh_hook_t *h, bool with_secret)
 
 /* ---- admin routes ---- */
 
-void jn__wh_hook_create(jn_http_req_t *req, void *arg);
 void jn__wh_hook_create(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
@@ -294,7 +303,6 @@ void jn__wh_hook_create(jn_http_req_t *req, void *arg)
     jn__rest_respond_steal(req, 201, hook_json(h, true));
 }
 
-void jn__wh_hook_list(jn_http_req_t *req, void *arg);
 void jn__wh_hook_list(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
@@ -308,35 +316,27 @@ void jn__wh_hook_list(jn_http_req_t *req, void *arg)
     jn__rest_respond_steal(req, 200, json_pack("{s:o}", "hooks", arr));
 }
 
-void jn__wh_hook_get(jn_http_req_t *req, void *arg);
 void jn__wh_hook_get(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
     jn_principal_t p;
     if (!jn__rest_admin(w->rest, req, &p, NULL))
         return;
-    const char *name = jn_http_req_param(req, "name");
-    wh_hook_t *h = name ? hook_find(w, name) : NULL;
-    if (!h) {
-        jn_http_respond_error(req, 404, "not_found", "hook '%s' does not exist", name ? name : "");
+    wh_hook_t *h = path_hook(w, req);
+    if (!h)
         return;
-    }
     jn__rest_respond_steal(req, 200, hook_json(h, true));
 }
 
-void jn__wh_hook_delete(jn_http_req_t *req, void *arg);
 void jn__wh_hook_delete(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
     jn_principal_t p;
     if (!jn__rest_admin(w->rest, req, &p, NULL))
         return;
-    const char *name = jn_http_req_param(req, "name");
-    wh_hook_t *h = name ? hook_find(w, name) : NULL;
-    if (!h) {
-        jn_http_respond_error(req, 404, "not_found", "hook '%s' does not exist", name ? name : "");
+    wh_hook_t *h = path_hook(w, req);
+    if (!h)
         return;
-    }
     char key[160];
     snprintf(key, sizeof key, "hook/%s", h->name);
     int rc = jn_broker_meta_put(w->broker, key, NULL);
@@ -369,16 +369,12 @@ static bool parse_ts(const char *s, int64_t *out)
     return jn_rest_parse_i64(s, out) == 0 && *out >= 0;
 }
 
-void jn__wh_hook_receive(jn_http_req_t *req, void *arg);
 void jn__wh_hook_receive(jn_http_req_t *req, void *arg)
 {
     jn_webhook_t *w = arg;
-    const char *name = jn_http_req_param(req, "name");
-    wh_hook_t *h = name ? hook_find(w, name) : NULL;
-    if (!h) {
-        jn_http_respond_error(req, 404, "not_found", "hook '%s' does not exist", name ? name : "");
+    wh_hook_t *h = path_hook(w, req);
+    if (!h)
         return;
-    }
     size_t blen;
     const uint8_t *body = jn_http_req_body(req, &blen);
     int64_t now = jn_wall_ms();

@@ -274,5 +274,11 @@ json_t *jn__wh_attempts_json(jn_webhook_t *w, const char *id, size_t limit);
 int jn__wh_routes(jn_webhook_t *w) JN_MUST_CHECK;
 int jn__wh_hooks_load(jn_webhook_t *w);
 void jn__wh_hooks_free(jn_webhook_t *w);
+/* Inbound hook handlers (webhook_in.c), routed by webhook_api.c. */
+void jn__wh_hook_create(jn_http_req_t *req, void *arg);
+void jn__wh_hook_list(jn_http_req_t *req, void *arg);
+void jn__wh_hook_get(jn_http_req_t *req, void *arg);
+void jn__wh_hook_delete(jn_http_req_t *req, void *arg);
+void jn__wh_hook_receive(jn_http_req_t *req, void *arg);
 #endif
 #endif
