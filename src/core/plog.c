@@ -911,14 +911,16 @@ static int64_t seg_rebuild(const jn_plog_t *log, jn_plog_segment_t *seg, uint64_
     }
     uint64_t valid = s.pos;
     scan_free(&s);
-    /* A sealed segment may end in preallocated zeros when the server
-     * stopped before its cut reached the disk (PREALLOCATION). */
-    if (!strict && r < 0 && r != JN_EIO && r != JN_ENOMEM && only_zeros(seg->fd, valid, limit))
-        r = 0;
-    /* Asked for: the batches before the damage are kept (seg_repair). */
-    if (!strict && r < 0 && r != JN_EIO && r != JN_ENOMEM && damaged) {
-        *damaged = true;
-        r = 0;
+    if (!strict && r < 0 && r != JN_EIO && r != JN_ENOMEM) {
+        /* A sealed segment may end in preallocated zeros when the server
+         * stopped before its cut reached the disk (PREALLOCATION); when
+         * asked, anything else keeps the batches before it (seg_repair). */
+        if (only_zeros(seg->fd, valid, limit)) {
+            r = 0;
+        } else if (damaged) {
+            *damaged = true;
+            r = 0;
+        }
     }
     if (r == JN_EIO || r == JN_ENOMEM || (!strict && r < 0))
         return r < 0 ? r : JN_EIO;
