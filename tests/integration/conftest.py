@@ -4,6 +4,7 @@ Every server is started by the test that needs it, in its own temporary data
 directory, and stopped by PID when the test ends.
 """
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,10 +18,44 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.abspath(os.path.join(ROOT, os.environ.get("JUNCTION_BIN", "build/junction")))
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_range()
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that is free now and that the kernel will not pick.
+
+    Ports from bind(port 0) come from the ephemeral range, where any outgoing
+    connection on the machine (a webhook delivery, a client) may take them
+    before the server binds. Ports below that range are only ever taken on
+    purpose, so a port found free here stays free. Each port is handed out
+    once per test process.
+    """
+    lo, hi = 10000, _EPHEMERAL[0] - 1
+    if hi - lo < 1000:          # an unusual range: fall back to the kernel's pick
+        lo, hi = _EPHEMERAL[1] + 1, 65535
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(1000):
+        port = rng.randint(lo, hi)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port")
 
 
 class Server:
@@ -28,16 +63,44 @@ class Server:
 
     def __init__(self, data_dir, extra=(), port=None):
         self.data_dir = data_dir
-        self.port = port or free_port()
+        self.fixed_port = port is not None
+        self.started = False
         self.extra = list(extra)
         self.proc = None
+        self._pick_ports(port)
+
+    def _pick_ports(self, port=None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mqtt_port = free_port()
         self.amqp_port = free_port()
         self.kafka_port = free_port()
-        self.log_path = os.path.join(data_dir, "..", f"server-{self.port}.log")
+        self.log_path = os.path.join(self.data_dir, "..", f"server-{self.port}.log")
 
     def start(self, wait=True):
+        """Starts the process. If a port was taken between picking and binding
+        (another program on the machine), the ports are picked again: that is
+        the test environment's race, not a server failure. Only on a first
+        start: a restart keeps its ports, which the test may hold on to."""
+        for attempt in range(3):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready()
+                self.started = True
+                return self
+            except RuntimeError:
+                lost_race = (self.proc.poll() is not None and "address already in use" in self.read_log()
+                             and not self.fixed_port and not self.started and attempt < 2)
+                if not lost_race:
+                    raise
+                self.log.close()
+                self.proc = None
+                self._pick_ports()
+        return self
+
+    def _spawn(self):
         self.log = open(self.log_path, "ab")
         args = [BIN, "serve", "--data_dir", self.data_dir,
                 "--http.listen", f"127.0.0.1:{self.port}", "--log_level", "warn",
@@ -45,9 +108,6 @@ class Server:
                 "--amqp.listen", f"127.0.0.1:{self.amqp_port}",
                 "--kafka.listen", f"127.0.0.1:{self.kafka_port}"] + self.extra
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        if wait:
-            self.wait_ready()
-        return self
 
     def wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, free_port
 
 
 def bench(*args, timeout=90):
@@ -61,9 +61,7 @@ def test_help_lists_every_door():
 
 
 def test_refused_connection_exits_1():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     for door in ("amqp", "kafka", "ws"):
         p = subprocess.run([BIN, "bench", door, "--url", f"tcp://127.0.0.1:{port}" if door != "ws"
                             else f"ws://127.0.0.1:{port}/v1/ws", "--duration", "1"],
