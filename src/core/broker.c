@@ -1082,6 +1082,32 @@ static void on_handle_closed(uv_handle_t *h)
 
 /* ---- metrics ---- */
 
+enum sync_figure { SYNC_COUNT, SYNC_SECONDS, SYNC_FAILURES };
+
+/* One counter family over the streams' sync jobs (all partitions summed). */
+static int sync_family(jn_buf_t *out, const jn_broker_t *b, const char *name, const char *help,
+                       enum sync_figure fig)
+{
+    int rc = jn_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (size_t i = 0; rc == 0 && i < b->nstreams; i++) {
+        const jn_stream_t *s = b->streams[i];
+        jn_plog_sync_stats_t sum = { 0 };
+        for (uint32_t p = 0; p < s->nparts; p++) {
+            jn_plog_sync_stats_t st;
+            jn_plog_get_sync_stats(s->parts[p]->log, &st);
+            sum.syncs += st.syncs;
+            sum.failures += st.failures;
+            sum.sync_ns += st.sync_ns;
+        }
+        if (fig == SYNC_SECONDS)
+            rc = jn_buf_printf(out, "%s{stream=\"%s\"} %.6f\n", name, s->name, (double)sum.sync_ns / 1e9);
+        else
+            rc = jn_buf_printf(out, "%s{stream=\"%s\"} %llu\n", name, s->name,
+                               (unsigned long long)(fig == SYNC_COUNT ? sum.syncs : sum.failures));
+    }
+    return rc;
+}
+
 static int collect_streams(jn_buf_t *out, void *arg)
 {
     jn_broker_t *b = arg;
@@ -1104,6 +1130,15 @@ static int collect_streams(jn_buf_t *out, void *arg)
             n += jn_plog_size_bytes(s->parts[p]->log);
         rc = jn_buf_printf(out, "junction_stream_bytes{stream=\"%s\"} %llu\n", s->name, (unsigned long long)n);
     }
+    if (rc == 0)
+        rc = sync_family(out, b, "junction_stream_fsyncs_total",
+                         "Sync jobs (an fdatasync of new data in a partition) finished, by stream.", SYNC_COUNT);
+    if (rc == 0)
+        rc = sync_family(out, b, "junction_stream_fsync_seconds_total", "Time spent in fdatasync, by stream.",
+                         SYNC_SECONDS);
+    if (rc == 0)
+        rc = sync_family(out, b, "junction_stream_fsync_failures_total", "Sync jobs that failed, by stream.",
+                         SYNC_FAILURES);
     if (rc == 0)
         rc = jn_buf_append_str(out, "# HELP junction_stream_end_offset Next offset of a partition.\n"
                                     "# TYPE junction_stream_end_offset gauge\n");

@@ -225,6 +225,7 @@ typedef struct sync_job {
     int dir_fd;                 /* dup of the directory to fsync, or -1 */
     int status;                 /* 0 or JN_EIO, set by the worker */
     int err;                    /* errno of the failure */
+    uint64_t ns;                /* time in the sync calls, set by the worker */
 } sync_job_t;
 
 struct jn_plog {
@@ -249,6 +250,7 @@ struct jn_plog {
     int64_t cleaned_upto;     /* compaction: sealed segments below this base were cleaned */
     struct compact_pass *pass; /* maintenance compaction in progress, or NULL */
     struct clean_job *clean;  /* maintenance segment swap on the thread pool, or NULL */
+    jn_plog_sync_stats_t stats;
 };
 
 /* ---- small I/O helpers -------------------------------------------------- */
@@ -1536,6 +1538,7 @@ static void sync_work(uv_work_t *req)
         if (w > job->end)
             job->end = w;
     }
+    uint64_t t0 = jn_mono_ns();
     for (size_t i = 0; i < job->nsegs; i++) {
         if (fdatasync(job->segs[i]->fd) != 0) {
             job->status = JN_EIO;
@@ -1546,6 +1549,7 @@ static void sync_work(uv_work_t *req)
         job->status = JN_EIO;
         job->err = errno;
     }
+    job->ns = jn_mono_ns() - t0;
 }
 
 static void maybe_sync(jn_plog_t *log);
@@ -1571,10 +1575,14 @@ static void sync_after(uv_work_t *req, int status)
         close(job->dir_fd);
     int64_t end = job->end;
     int err = job->err;
+    uint64_t ns = job->ns;
     free(job->segs);
     free(job);
     if (!log)
         return;
+    log->stats.syncs++;
+    log->stats.failures += !ok;
+    log->stats.sync_ns += ns;
     if (ok) {
         if (end > log->durable)
             log->durable = end;
@@ -1698,6 +1706,8 @@ void jn_plog_cancel_durable(jn_durable_waiter_t *w)
 /* ---- offsets and sizes -------------------------------------------------- */
 
 int64_t jn_plog_start_offset(const jn_plog_t *log) { return log->segs[0]->base; }
+
+void jn_plog_get_sync_stats(const jn_plog_t *log, jn_plog_sync_stats_t *st) { *st = log->stats; }
 int64_t jn_plog_end_offset(const jn_plog_t *log) { return log->end; }
 int64_t jn_plog_durable_offset(const jn_plog_t *log) { return log->durable; }
 int64_t jn_plog_segment_count(const jn_plog_t *log) { return (int64_t)log->nsegs; }

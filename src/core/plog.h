@@ -129,6 +129,16 @@ int64_t jn_plog_durable_offset(const jn_plog_t *log); /* all offsets below this 
 uint64_t jn_plog_size_bytes(const jn_plog_t *log);
 int64_t jn_plog_segment_count(const jn_plog_t *log);
 
+/* Sync jobs finished since the log was opened: how many, how many failed,
+ * and the time spent in fdatasync/fsync calls (records per fsync is what
+ * group commit achieves; see the broker's /metrics). */
+typedef struct jn_plog_sync_stats {
+    uint64_t syncs;
+    uint64_t failures;
+    uint64_t sync_ns;
+} jn_plog_sync_stats_t;
+void jn_plog_get_sync_stats(const jn_plog_t *log, jn_plog_sync_stats_t *st);
+
 /* Reads whole batches starting with the one that contains |offset|,
  * appending them to |out| until at least one batch is copied and adding the
  * next would pass |max_bytes| (the first batch is always copied whole, even

@@ -27,6 +27,22 @@ def test_health_and_metrics(server):
     assert "junction_" in m.text
 
 
+def test_fsync_metrics(server):
+    """A stream with fsync always counts its sync jobs: group commit is visible."""
+    assert server.post("/v1/streams", json={"name": "ledger", "config": {"fsync": "always"}}).status_code == 201
+    for i in range(3):
+        assert server.post("/v1/publish/ledger/x", data=b"entry").status_code == 201
+    text = server.get("/metrics").text
+    vals = {}
+    for line in text.splitlines():
+        if line.startswith("junction_stream_fsync") and 'stream="ledger"' in line:
+            name, value = line.rsplit(" ", 1)
+            vals[name.split("{")[0]] = float(value)
+    assert vals["junction_stream_fsyncs_total"] >= 1
+    assert vals["junction_stream_fsync_seconds_total"] > 0
+    assert vals["junction_stream_fsync_failures_total"] == 0
+
+
 def test_stream_lifecycle(server):
     r = server.post("/v1/streams", json={"name": "orders", "partitions": 3,
                                          "config": {"retention_ms": 3600000, "fsync": "always"}})

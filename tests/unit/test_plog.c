@@ -1139,6 +1139,11 @@ static void test_group_commit(void **state)
     assert_int_equal(late.fired, 1);
     assert_int_equal(late.status, 0);
     assert_int_equal(jn_plog_durable_offset(log), 14);
+    /* Seven waiters, at most two sync jobs (group commit), none failed. */
+    jn_plog_sync_stats_t st;
+    jn_plog_get_sync_stats(log, &st);
+    assert_true(st.syncs >= 1 && st.syncs <= 2);
+    assert_int_equal(st.failures, 0);
 
     /* Already durable: fires at once. */
     waiter_t now = {0};
