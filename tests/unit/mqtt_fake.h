@@ -148,6 +148,31 @@ static inline int next_packet(fake_t *f, uint8_t version, jn_mqtt_packet_t *p)
 }
 
 /* Sends PUBACK, PUBREC, PUBREL or PUBCOMP (|type|) for |pid|, reason 0. */
+/* SUBSCRIBE |filter| at |qos| (packet id 1), with subscription
+ * identifier |sub_id| when not 0 (MQTT 5). */
+static inline void send_subscribe_id(fake_t *f, uint8_t v, const char *filter, uint8_t qos, uint32_t sub_id)
+{
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 20);
+    jn_mqtt_sub_t e;
+    memset(&e, 0, sizeof e);
+    e.filter.data = (const uint8_t *)filter;
+    e.filter.len = (uint32_t)strlen(filter);
+    e.qos = qos;
+    jn_mqtt_subscribe_t s;
+    memset(&s, 0, sizeof s);
+    s.packet_id = 1;
+    s.count = 1;
+    s.subs = &e;
+    if (sub_id) {
+        s.props.present = JN_MQTT_PBIT(JN_MQTT_PROP_SUB_ID);
+        s.props.sub_id = sub_id;
+    }
+    assert_true(jn_mqtt_encode_subscribe(&b, v, &s) > 0);
+    feed(f, &b);
+    jn_buf_free(&b);
+}
+
 static inline void send_ack(fake_t *f, uint8_t v, uint8_t type, uint16_t pid)
 {
     jn_buf_t b;

@@ -79,24 +79,6 @@ static void send_publish(fake_t *f, uint8_t v, const char *topic, const char *pa
     jn_buf_free(&b);
 }
 
-static void send_subscribe(fake_t *f, uint8_t v, const char *filter, uint8_t qos)
-{
-    jn_buf_t b;
-    jn_buf_init(&b, 1 << 20);
-    jn_mqtt_sub_t e;
-    memset(&e, 0, sizeof e);
-    e.filter.data = (const uint8_t *)filter;
-    e.filter.len = (uint32_t)strlen(filter);
-    e.qos = qos;
-    jn_mqtt_subscribe_t s;
-    memset(&s, 0, sizeof s);
-    s.packet_id = 1;
-    s.count = 1;
-    s.subs = &e;
-    assert_true(jn_mqtt_encode_subscribe(&b, v, &s) > 0);
-    feed(f, &b);
-    jn_buf_free(&b);
-}
 
 static fake_t *connected(env_t *e, uint8_t v, const char *id)
 {
@@ -138,7 +120,7 @@ static void test_qos_flows(void **state)
     env_t *e = *state;
     jn_mqtt_packet_t p;
     fake_t *sub = connected(e, JN_MQTT_V5, "sub");
-    send_subscribe(sub, JN_MQTT_V5, "q/+", 2);
+    send_subscribe_id(sub, JN_MQTT_V5, "q/+", 2, 0);
     assert_int_equal(next_packet(sub, JN_MQTT_V5, &p), JN_MQTT_SUBACK);
     assert_int_equal(p.u.suback.reasons.data[0], 2);
     fake_t *pub = connected(e, JN_MQTT_V311, "pub");
@@ -180,10 +162,10 @@ static void test_delivery_qos(void **state)
     env_t *e = *state;
     jn_mqtt_packet_t p;
     fake_t *s2 = connected(e, JN_MQTT_V5, "s2");
-    send_subscribe(s2, JN_MQTT_V5, "d/two", 2);
+    send_subscribe_id(s2, JN_MQTT_V5, "d/two", 2, 0);
     assert_int_equal(next_packet(s2, JN_MQTT_V5, &p), JN_MQTT_SUBACK);
     fake_t *s1 = connected(e, JN_MQTT_V311, "s1");
-    send_subscribe(s1, JN_MQTT_V311, "d/one", 1);
+    send_subscribe_id(s1, JN_MQTT_V311, "d/one", 1, 0);
     assert_int_equal(next_packet(s1, JN_MQTT_V311, &p), JN_MQTT_SUBACK);
     fake_t *pub = connected(e, JN_MQTT_V5, "dpub");
 
@@ -224,7 +206,7 @@ static void test_delivery_qos(void **state)
     /* Retained: the blob's QoS caps as before, without the header. */
     send_publish(pub, JN_MQTT_V5, "d/ret", "kept", 0, 0, true, false);
     fake_t *s3 = connected(e, JN_MQTT_V5, "s3");
-    send_subscribe(s3, JN_MQTT_V5, "d/ret", 2);
+    send_subscribe_id(s3, JN_MQTT_V5, "d/ret", 2, 0);
     assert_int_equal(next_packet(s3, JN_MQTT_V5, &p), JN_MQTT_SUBACK);
     assert_int_equal(next_packet(s3, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
     assert_int_equal(p.u.publish.qos, 0);
@@ -242,7 +224,7 @@ static void test_retained_and_will(void **state)
     fake_t *pub = connected(e, JN_MQTT_V311, "rpub");
     send_publish(pub, JN_MQTT_V311, "r/a", "keep", 0, 0, true, false);
     fake_t *sub = connected(e, JN_MQTT_V311, "rsub");
-    send_subscribe(sub, JN_MQTT_V311, "r/#", 1);
+    send_subscribe_id(sub, JN_MQTT_V311, "r/#", 1, 0);
     assert_int_equal(next_packet(sub, JN_MQTT_V311, &p), JN_MQTT_SUBACK);
     assert_int_equal(next_packet(sub, JN_MQTT_V311, &p), JN_MQTT_PUBLISH);
     assert_true(p.u.publish.retain);

@@ -1,7 +1,9 @@
 /* test_mqtt_state.c - the saved MQTT session (state.c): its JSON encoded
  * and decoded back, and what a client sees after the door and the broker
  * restart: in-flight messages resent with DUP and their packet ids, PUBREL
- * for QoS 2 past PUBREC, inbound QoS 2 packet ids kept, wills kept. Driven
+ * for QoS 2 past PUBREC, inbound QoS 2 packet ids kept, wills kept,
+ * retained messages sent at SUBSCRIBE resent (and kept alive while a slot
+ * holds them, named by topic and hash in the saved JSON). Driven
  * through a fake transport (no sockets) on a real broker in a temporary
  * directory.
  */
@@ -100,23 +102,11 @@ static void send_publish(fake_t *f, const char *topic, const char *payload, uint
     jn_buf_free(&b);
 }
 
-static void send_subscribe(fake_t *f, const char *filter, uint8_t qos)
+
+/* SUBSCRIBE (MQTT 5) and its SUBACK. */
+static void subscribe(fake_t *f, const char *filter, uint8_t qos, uint32_t sub_id)
 {
-    jn_buf_t b;
-    jn_buf_init(&b, 1 << 20);
-    jn_mqtt_sub_t s;
-    memset(&s, 0, sizeof s);
-    s.filter.data = (const uint8_t *)filter;
-    s.filter.len = (uint32_t)strlen(filter);
-    s.qos = qos;
-    jn_mqtt_subscribe_t sb;
-    memset(&sb, 0, sizeof sb);
-    sb.packet_id = 1;
-    sb.count = 1;
-    sb.subs = &s;
-    assert_true(jn_mqtt_encode_subscribe(&b, JN_MQTT_V5, &sb) > 0);
-    feed(f, &b);
-    jn_buf_free(&b);
+    send_subscribe_id(f, JN_MQTT_V5, filter, qos, sub_id);
     jn_mqtt_packet_t p;
     assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_SUBACK);
 }
@@ -145,7 +135,7 @@ static void expect_publish(fake_t *f, const char *payload, uint8_t qos, bool dup
 static void make_inflight(env_t *e, fake_t *f, uint16_t *p1, uint16_t *p2)
 {
     jn_mqtt_packet_t p;
-    send_subscribe(f, "r/#", 2);
+    subscribe(f, "r/#", 2, 0);
     broker_publish(e, "r/a", "one", "1");
     broker_publish(e, "r/a", "two", NULL);
     broker_publish(e, "r/a", "three", "1");
@@ -368,6 +358,304 @@ static void test_will_across_restart(void **state)
     fake_free(g);
 }
 
+/* ---- retained messages in flight ---- */
+
+/* Sets the retained message of |topic| as a PUBLISH with RETAIN would. */
+static void set_retained(env_t *e, const char *topic, const char *payload, uint8_t qos)
+{
+    jn_record_t rec;
+    memset(&rec, 0, sizeof rec);
+    rec.key_len = -1;
+    rec.value = (const uint8_t *)payload;
+    rec.value_len = (int32_t)strlen(payload);
+    rec.timestamp = 1000;
+    assert_int_equal(jn__mqtt_retained_set(e->m, topic, strlen(topic), &rec, qos, true), 0);
+}
+
+
+/* The next packet is a retained PUBLISH of |payload| on |topic|: checks
+ * the fixed header's bits (DUP, QoS, RETAIN) as sent and the packet id
+ * (when *pid is set), and returns the packet id in *pid. */
+static void expect_retained(fake_t *f, const char *topic, const char *payload, uint8_t qos, bool dup,
+                            uint32_t sub_id, uint16_t *pid)
+{
+    assert_true(f->out.len > 0);
+    uint8_t first = f->out.data[0];
+    assert_int_equal(first, 0x30 | (dup ? 0x08 : 0) | (qos << 1) | 0x01);
+    jn_mqtt_packet_t p;
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
+    assert_true(p.u.publish.retain);
+    assert_int_equal(p.u.publish.dup, dup);
+    assert_int_equal(p.u.publish.qos, qos);
+    assert_int_equal(p.u.publish.topic.len, strlen(topic));
+    assert_memory_equal(p.u.publish.topic.data, topic, strlen(topic));
+    assert_int_equal(p.u.publish.payload.len, strlen(payload));
+    assert_memory_equal(p.u.publish.payload.data, payload, strlen(payload));
+    if (sub_id) {
+        assert_true(JN_MQTT_HAS(&p.u.publish.props, JN_MQTT_PROP_SUB_ID));
+        assert_int_equal(p.u.publish.props.sub_id, sub_id);
+    }
+    if (*pid)
+        assert_int_equal(p.u.publish.packet_id, *pid);
+    *pid = p.u.publish.packet_id;
+}
+
+/* The payload of a retained entry (blob: qos, u16 header count, no
+ * headers here, i64 timestamp, then the payload). */
+static void assert_payload(const mqtt_retained_t *r, const char *payload)
+{
+    assert_int_equal(r->len, 11 + strlen(payload));
+    assert_memory_equal(r->blob + 11, payload, strlen(payload));
+}
+
+/* A reconnect resends the retained message sent at SUBSCRIBE, with DUP,
+ * its packet id and RETAIN, even after the topic's message changed. */
+static void test_retained_reconnect(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    set_retained(e, "t/a", "old", 1);
+    set_retained(e, "t/b", "bee", 1);
+    fake_t *f = connect_client(e, "ra", true, NULL, 0, false);
+    subscribe(f, "t/#", 1, 42);
+    uint16_t pa = 0, pb = 0;
+    jn_mqtt_packet_t peek;
+    /* Two retained messages, in table order: find which is which. */
+    assert_int_equal(jn_mqtt_decode(f->out.data, f->out.len, JN_MQTT_V5, 0, &peek) > 0, 1);
+    bool a_first = peek.u.publish.topic.len == 3 && memcmp(peek.u.publish.topic.data, "t/a", 3) == 0;
+    if (a_first) {
+        expect_retained(f, "t/a", "old", 1, false, 42, &pa);
+        expect_retained(f, "t/b", "bee", 1, false, 42, &pb);
+    } else {
+        expect_retained(f, "t/b", "bee", 1, false, 42, &pb);
+        expect_retained(f, "t/a", "old", 1, false, 42, &pa);
+    }
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pb); /* t/b done */
+
+    mqtt_state_t *st = jn__mqtt_state_find(e->m, "ra", 2);
+    assert_non_null(st);
+    mqtt_slot_t *sl = &st->slots[pa % st->cap];
+    assert_int_equal(sl->pid, pa);
+    assert_null(sl->stream);
+    assert_non_null(sl->ret);
+    mqtt_retained_t *old = sl->ret;
+    assert_int_equal(old->refs, 2); /* the table's and the slot's */
+    assert_int_equal(st->inflight, 1);
+
+    /* Replaced: the table lets go, the slot keeps the old message. */
+    set_retained(e, "t/a", "new", 1);
+    assert_ptr_equal(sl->ret, old);
+    assert_int_equal(old->refs, 1);
+    assert_ptr_not_equal(jn__mqtt_retained_find(e->m, "t/a", 3), old);
+    assert_payload(old, "old");
+
+    /* The connection drops: the slot stays, stale, with its message. */
+    fake_free(f);
+    assert_null(st->sess);
+    assert_int_equal(st->inflight, 1);
+    assert_int_equal(st->nstale, 1);
+    assert_true(sl->stale);
+    assert_ptr_equal(sl->ret, old);
+    /* Cleared while offline: still held by the slot. */
+    jn_record_t empty;
+    memset(&empty, 0, sizeof empty);
+    empty.key_len = -1;
+    assert_int_equal(jn__mqtt_retained_set(e->m, "t/a", 3, &empty, 0, true), 0);
+    assert_null(jn__mqtt_retained_find(e->m, "t/a", 3));
+    assert_payload(sl->ret, "old");
+
+    /* Back: the old message again at once, DUP, same packet id, RETAIN,
+     * its subscription identifier; t/b (acknowledged) is not resent. */
+    f = connect_client(e, "ra", false, NULL, 0, true);
+    expect_retained(f, "t/a", "old", 1, true, 42, &pa);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
+    assert_false(sl->stale);
+    assert_int_equal(st->nstale, 0);
+    env_spin(e);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
+    /* Acknowledged: the slot and the last reference go (ASan's leak
+     * check sees the old entry freed). */
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pa);
+    assert_int_equal(sl->pid, 0);
+    assert_null(sl->ret);
+    assert_int_equal(st->inflight, 0);
+    fake_free(f);
+    f = connect_client(e, "ra", false, NULL, 0, true);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
+    fake_free(f);
+}
+
+/* An expired retained message is released at reconnect, not resent. */
+static void test_retained_expired(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    char at[24];
+    snprintf(at, sizeof at, "%lld", (long long)(jn__mqtt_now(e->m) + 3600 * 1000));
+    jn_header_t h = {(const uint8_t *)MQTT_H_EXPIRY, sizeof MQTT_H_EXPIRY - 1, (const uint8_t *)at,
+                     (int32_t)strlen(at)};
+    jn_record_t rec;
+    memset(&rec, 0, sizeof rec);
+    rec.key_len = -1;
+    rec.value = (const uint8_t *)"soon";
+    rec.value_len = 4;
+    rec.headers = &h;
+    rec.header_count = 1;
+    assert_int_equal(jn__mqtt_retained_set(e->m, "x/e", 3, &rec, 1, true), 0);
+    fake_t *f = connect_client(e, "rx", true, NULL, 0, false);
+    subscribe(f, "x/#", 1, 0);
+    uint16_t pid = 0;
+    expect_retained(f, "x/e", "soon", 1, false, 0, &pid);
+    fake_free(f);
+    mqtt_state_t *st = jn__mqtt_state_find(e->m, "rx", 2);
+    mqtt_slot_t *sl = &st->slots[pid % st->cap];
+    assert_non_null(sl->ret);
+    /* Its expiry passes while the client is away (the blob is the slot's
+     * own copy: rewrite the digits to the past). */
+    uint8_t *digits = memmem(sl->ret->blob, sl->ret->len, at, strlen(at));
+    assert_non_null(digits);
+    memset(digits, '0', strlen(at) - 1);
+    f = connect_client(e, "rx", false, NULL, 0, true);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
+    assert_int_equal(sl->pid, 0);
+    assert_int_equal(st->inflight, 0);
+    fake_free(f);
+}
+
+/* The saved session names a retained message in flight by topic and hash;
+ * decoded, it comes back only when the store has that very message. */
+static void test_retained_encode_decode(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    set_retained(e, "k/a", "alpha", 1);
+    fake_t *f = connect_client(e, "rk", true, NULL, 0, false);
+    subscribe(f, "k/a", 1, 0);
+    uint16_t pa = 0;
+    expect_retained(f, "k/a", "alpha", 1, false, 0, &pa);
+    mqtt_state_t *st = jn__mqtt_state_find(e->m, "rk", 2);
+    mqtt_retained_t *r = jn__mqtt_retained_find(e->m, "k/a", 3);
+    assert_non_null(r);
+    char *txt = jn__mqtt_state_encode(st);
+    assert_non_null(txt);
+    json_t *j = json_loads(txt, 0, NULL);
+    json_t *inf = json_object_get(j, "inf");
+    assert_int_equal(json_array_size(inf), 1);
+    json_t *en = json_array_get(inf, 0);
+    assert_int_equal(json_array_size(en), 9);
+    assert_int_equal(json_integer_value(json_array_get(en, 0)), pa);
+    assert_int_equal(json_integer_value(json_array_get(en, 1)), 1);
+    assert_int_equal(json_integer_value(json_array_get(en, 2)), 0);
+    assert_string_equal(json_string_value(json_array_get(en, 4)), "");
+    assert_string_equal(json_string_value(json_array_get(en, 7)), "k/a");
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->hash);
+    assert_string_equal(json_string_value(json_array_get(en, 8)), hex);
+    assert_null(json_object_get(j, "mk")); /* no mark for a retained slot */
+    json_decref(j);
+
+    /* The store has it: restored, stale, holding the store's entry. */
+    mqtt_state_t *cp = jn__mqtt_state_new(e->m, "copy", 4);
+    assert_int_equal(jn__mqtt_state_decode(cp, txt, strlen(txt), 1), 0);
+    assert_int_equal(cp->inflight, 1);
+    assert_int_equal(cp->nstale, 1);
+    const mqtt_slot_t *cs = &cp->slots[pa % cp->cap];
+    assert_int_equal(cs->pid, pa);
+    assert_int_equal(cs->qos, 1);
+    assert_true(cs->stale);
+    assert_null(cs->stream);
+    assert_ptr_equal(cs->ret, r);
+    assert_int_equal(r->refs, 3);
+    assert_int_equal(cp->nmarks, 0);
+    cp->sess = st->sess;
+    char *again = jn__mqtt_state_encode(cp);
+    cp->sess = NULL;
+    assert_string_equal(again, txt);
+    free(again);
+    jn__mqtt_state_end(cp);
+    assert_int_equal(r->refs, 2);
+
+    /* Replaced (the server down meanwhile): the entry is dropped. */
+    set_retained(e, "k/a", "beta", 1);
+    cp = jn__mqtt_state_new(e->m, "copy2", 5);
+    assert_int_equal(jn__mqtt_state_decode(cp, txt, strlen(txt), 1), 0);
+    assert_int_equal(cp->nsubs, 1);
+    assert_int_equal(cp->inflight, 0);
+    jn__mqtt_state_end(cp);
+    /* Cleared, or a bad hash: dropped too. */
+    jn_record_t empty;
+    memset(&empty, 0, sizeof empty);
+    empty.key_len = -1;
+    assert_int_equal(jn__mqtt_retained_set(e->m, "k/a", 3, &empty, 0, true), 0);
+    cp = jn__mqtt_state_new(e->m, "copy3", 5);
+    assert_int_equal(jn__mqtt_state_decode(cp, txt, strlen(txt), 1), 0);
+    assert_int_equal(cp->inflight, 0);
+    jn__mqtt_state_end(cp);
+    free(txt);
+    set_retained(e, "k/a", "alpha", 1);
+    const char *bad = "{\"v\":5,\"expiry\":10,\"subs\":[{\"f\":\"k/a\",\"q\":1,\"n\":0}],"
+                      "\"inf\":[[3,1,0,0,\"\",0,0,\"k/a\",\"zz\"],[4,1,0,0,\"\",0,0,\"k/a\"],"
+                      "[5,1,0,0,\"\",0,0,\"k/b\",\"0000000000000000\"],[6,2,1,0,\"\",0,0]]}";
+    cp = jn__mqtt_state_new(e->m, "copy4", 5);
+    assert_int_equal(jn__mqtt_state_decode(cp, bad, strlen(bad), 1), 0);
+    assert_int_equal(cp->inflight, 1); /* only the one past PUBREC, without a message */
+    assert_int_equal(cp->slots[6 % cp->cap].state, 1);
+    assert_null(cp->slots[6 % cp->cap].ret);
+    jn__mqtt_state_end(cp);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pa);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
+    fake_free(f);
+}
+
+/* Across a stop and start of the door and the broker: QoS 1 resent with
+ * DUP, its packet id and RETAIN; QoS 2 past PUBREC gets its PUBREL. */
+static void test_retained_restart(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    set_retained(e, "s/one", "uno", 1);
+    set_retained(e, "s/two", "dos", 2);
+    fake_t *f = connect_client(e, "rr", true, NULL, 0, false);
+    subscribe(f, "s/one", 2, 0);
+    uint16_t p1 = 0, p2 = 0;
+    expect_retained(f, "s/one", "uno", 1, false, 0, &p1);
+    subscribe(f, "s/two", 2, 0);
+    expect_retained(f, "s/two", "dos", 2, false, 0, &p2);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBREC, p2);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBREL);
+    mqtt_state_t *st = jn__mqtt_state_find(e->m, "rr", 2);
+    assert_null(st->slots[p2 % st->cap].ret); /* past PUBREC: no message needed */
+    assert_int_equal(jn__mqtt_retained_find(e->m, "s/two", 5)->refs, 1);
+    restart(e);
+    fake_free(f);
+
+    f = connect_client(e, "rr", false, NULL, 0, true);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBREL);
+    assert_int_equal(p.u.ack.packet_id, p2);
+    expect_retained(f, "s/one", "uno", 1, true, 0, &p1);
+    env_spin(e);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, p1);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBCOMP, p2);
+    st = jn__mqtt_state_find(e->m, "rr", 2);
+    assert_int_equal(st->inflight, 0);
+    /* A restart with a slot held: the stop frees it (ASan: no leak). */
+    set_retained(e, "s/one", "again", 1);
+    subscribe(f, "s/one", 1, 0);
+    uint16_t p3 = 0;
+    expect_retained(f, "s/one", "again", 1, false, 0, &p3);
+    set_retained(e, "s/one", "later", 1); /* replaced: only the slot holds "again" */
+    restart(e);
+    fake_free(f);
+    /* Replaced before the stop: the saved entry names a message the store
+     * no longer has, so it is not resent. */
+    f = connect_client(e, "rr", false, NULL, 0, true);
+    env_spin(e);
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
+    fake_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +663,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_resends_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_skips_completed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_will_across_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_encode_decode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

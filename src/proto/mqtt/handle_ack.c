@@ -42,6 +42,10 @@ void jn__mqtt_handle_ack(jn_mqtt_session_t *s, uint8_t type, const jn_mqtt_ack_t
         if (sl->state == 0) {
             sl->state = 1;
             st->dirty = true; /* delivered: the position may move past it */
+            if (!sl->stream) { /* retained: only PUBREL is ever sent again */
+                jn__mqtt_retained_unref(sl->ret);
+                sl->ret = NULL;
+            }
         }
         jn__mqtt_send_ack(s, JN_MQTT_PUBREL, a->packet_id, 0);
         break;

@@ -203,7 +203,9 @@ jn_mqtt_t *jn_mqtt_new(jn_net_t *net, jn_broker_t *broker, const jn_mqtt_config_
         jn_error("mqtt: cannot open the internal tables");
         goto fail;
     }
-    if (jn__mqtt_states_load(m) < 0 || jn__mqtt_retained_load(m) < 0) {
+    /* Retained messages first: a saved session's in-flight retained
+     * message is restored only if the store still has it (state.c). */
+    if (jn__mqtt_retained_load(m) < 0 || jn__mqtt_states_load(m) < 0) {
         jn_error("mqtt: cannot load the saved sessions and retained messages");
         goto fail;
     }

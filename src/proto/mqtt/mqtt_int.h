@@ -51,6 +51,7 @@
 
 typedef struct mqtt_state mqtt_state_t;
 typedef struct mqtt_share mqtt_share_t;
+typedef struct mqtt_retained mqtt_retained_t;
 
 /* One subscription of a session: 88 bytes, from the door's msub_pool with
  * MQTT_SUB_INLINE bytes after it for the filter (idle memory: a device
@@ -95,17 +96,25 @@ struct mqtt_share {
     bool reopen;             /* a member left with unacked records */
 };
 
-/* One outbound QoS>0 message in flight, slot[pid % cap]. */
+/* One outbound QoS>0 message in flight, slot[pid % cap]. A slot with
+ * |stream| NULL is a retained message sent at SUBSCRIBE: it keeps the
+ * exact message it sent (one reference), so that a reconnect or a restart
+ * resends it with DUP and its packet id even after the topic's retained
+ * message was replaced or cleared. */
 typedef struct mqtt_slot {
     uint16_t pid;            /* 0 = free */
     uint8_t qos;
     uint8_t state;           /* 0 waiting PUBACK/PUBREC, 1 waiting PUBCOMP */
     bool stale;              /* from before a reconnect: resend with DUP */
-    mqtt_msub_t *msub;       /* NULL for retained or shared */
-    mqtt_share_t *share;
+    mqtt_msub_t *msub;       /* the subscription it was sent for */
+    mqtt_share_t *share;     /* shared subscription deliveries only */
     jn_stream_t *stream;     /* NULL: not from a cursor (retained) */
     uint32_t partition;
-    int64_t offset;
+    union {
+        int64_t offset;      /* from a cursor: the record's offset */
+        mqtt_retained_t *ret; /* retained (|stream| NULL): the message sent,
+                              * one reference; NULL once past PUBREC */
+    };
 } mqtt_slot_t;
 
 /* A partition that a resumed cursor reads again (mqtt_state_t.marks).
@@ -165,15 +174,21 @@ struct mqtt_state {
     bool saved;              /* present in the sessions table */
 };
 
-/* A retained message, in memory (and in MQTT_RETAINED_TABLE unless $SYS). */
-typedef struct mqtt_retained {
-    struct mqtt_retained *next;
+/* A retained message, in memory (and in MQTT_RETAINED_TABLE unless $SYS).
+ * Reference counted: the table holds one reference while it is the
+ * topic's current message, and each in-flight slot that sent it holds
+ * one (jn__mqtt_retained_ref/unref); replacing or clearing the topic only
+ * drops the table's. */
+struct mqtt_retained {
+    struct mqtt_retained *next; /* hash chain (meaningless once out of the table) */
     char *topic;
+    uint64_t hash;           /* jn_fnv1a of blob: names it in a saved session */
+    uint32_t refs;
     uint8_t qos;
     bool sys;                /* $SYS: not persisted */
     size_t len;              /* of blob */
     uint8_t blob[];          /* serialized: see retained.c */
-} mqtt_retained_t;
+};
 
 /* A QoS 1/2 publish waiting for durability before its PUBACK/PUBREC. */
 typedef struct mqtt_waiter {
@@ -292,6 +307,8 @@ mqtt_msub_t *jn__mqtt_msub_find(mqtt_state_t *st, const char *full, size_t len);
 mqtt_msub_t *jn__mqtt_msub_new(mqtt_state_t *st, const char *full, size_t len, size_t foff);
 int jn__mqtt_msub_open(mqtt_msub_t *ms, bool resume);
 void jn__mqtt_msub_free(mqtt_msub_t *ms, bool forget);
+/* Room again (an ack, a drain): resumes blocked cursors, and resends the
+ * stale retained messages that had no room at reconnect. */
 void jn__mqtt_state_resume(mqtt_state_t *st);
 /* The mark of |ms| in |s|/|partition|, or NULL. */
 mqtt_mark_t *jn__mqtt_mark_find(mqtt_state_t *st, const mqtt_msub_t *ms, const jn_stream_t *s, uint32_t partition);
@@ -314,6 +331,8 @@ int jn__mqtt_send_record(jn_mqtt_session_t *s, const char *subject, size_t slen,
                          uint8_t qos, uint16_t pid, bool retain, bool dup, uint32_t sub_id);
 bool jn__mqtt_has_room(jn_mqtt_session_t *s);
 mqtt_slot_t *jn__mqtt_slot_take(mqtt_state_t *st);
+/* Frees |sl| (nothing when already free), dropping the reference to the
+ * retained message it holds. */
 void jn__mqtt_slot_release(mqtt_state_t *st, mqtt_slot_t *sl);
 mqtt_share_t *jn__mqtt_share_get(jn_mqtt_t *m, const char *group, size_t glen, const char *filter);
 void jn__mqtt_share_leave(mqtt_msub_t *ms);
@@ -324,7 +343,23 @@ int jn__mqtt_retained_set(jn_mqtt_t *m, const char *topic, size_t tlen, const jn
                           bool persist);
 void jn__mqtt_retained_send(jn_mqtt_session_t *s, mqtt_msub_t *ms);
 int jn__mqtt_retained_load(jn_mqtt_t *m);
+/* Drops the table's reference of every retained message (those still held
+ * by in-flight slots live on until their slots release them). */
 void jn__mqtt_retained_free_all(jn_mqtt_t *m);
+/* Takes one more reference to |r|; returns |r|. */
+mqtt_retained_t *jn__mqtt_retained_ref(mqtt_retained_t *r);
+/* Drops one reference to |r| (NULL: nothing); frees it at the last. */
+void jn__mqtt_retained_unref(mqtt_retained_t *r);
+/* The current retained message of |topic| (|tlen| bytes), or NULL. No
+ * reference is taken. */
+mqtt_retained_t *jn__mqtt_retained_find(jn_mqtt_t *m, const char *topic, size_t tlen);
+/* Sends the retained message of the stale slot |sl| of |s|'s state again
+ * (state 0, |sl->ret| set): its packet id, DUP, RETAIN, its QoS, the
+ * subscription identifier of its subscription. An expired message, or one
+ * that can never fit the client's Maximum Packet Size, releases the slot
+ * instead. Returns 0 (sent or released; the slot is no longer stale) or
+ * JN_EAGAIN (no room now: the slot stays stale for the next try). */
+int jn__mqtt_retained_resend(jn_mqtt_session_t *s, mqtt_slot_t *sl);
 void jn__mqtt_sys_update(jn_mqtt_t *m);
 
 /* ---- session (session.c) ---- */

@@ -9,6 +9,14 @@
  * Blob: [u8 qos][u16 header count] then per header [u16 name length]
  * [name][u32 value length][value], then [i64 timestamp ms], then the
  * payload (the rest).
+ *
+ * A QoS 1/2 message sent at SUBSCRIBE takes a window slot that holds a
+ * reference to the entry it sent: replaced or cleared meanwhile, the old
+ * entry lives until the slot is acknowledged, so a reconnect resends the
+ * exact message (DUP, same packet id). A saved session names it by topic
+ * and blob hash; after a restart the slot comes back only when the store
+ * still has that message (state.c). When the window is full the retained
+ * message goes out at QoS 0 rather than being held.
  */
 #include "mqtt_int.h"
 
@@ -127,6 +135,26 @@ static int blob_parse(const uint8_t *p, size_t len, jn_record_t *rec, jn_header_
     return 0;
 }
 
+mqtt_retained_t *jn__mqtt_retained_ref(mqtt_retained_t *r)
+{
+    r->refs++;
+    return r;
+}
+
+void jn__mqtt_retained_unref(mqtt_retained_t *r)
+{
+    if (!r || --r->refs > 0)
+        return;
+    free(r->topic);
+    free(r);
+}
+
+mqtt_retained_t *jn__mqtt_retained_find(jn_mqtt_t *m, const char *topic, size_t tlen)
+{
+    mqtt_retained_t **pp = rfind(m, topic, tlen);
+    return pp ? *pp : NULL;
+}
+
 static int store_blob(jn_mqtt_t *m, const char *topic, size_t tlen, const uint8_t *blob, size_t blen, bool sys)
 {
     if (m->rcap == 0 || (m->nretained + 1) * 2 > m->rcap) {
@@ -139,6 +167,8 @@ static int store_blob(jn_mqtt_t *m, const char *topic, size_t tlen, const uint8_
         free(r);
         return JN_ENOMEM;
     }
+    r->hash = jn_fnv1a(blob, blen);
+    r->refs = 1; /* the table's */
     r->qos = blob[0];
     r->sys = sys;
     r->len = blen;
@@ -146,8 +176,8 @@ static int store_blob(jn_mqtt_t *m, const char *topic, size_t tlen, const uint8_
     if (*pp) {
         mqtt_retained_t *old = *pp;
         r->next = old->next;
-        free(old->topic);
-        free(old);
+        old->next = NULL;
+        jn__mqtt_retained_unref(old);
         *pp = r;
     } else {
         r->next = NULL;
@@ -166,8 +196,8 @@ int jn__mqtt_retained_set(jn_mqtt_t *m, const char *topic, size_t tlen, const jn
         if (pp && *pp) {
             mqtt_retained_t *old = *pp;
             *pp = old->next;
-            free(old->topic);
-            free(old);
+            old->next = NULL;
+            jn__mqtt_retained_unref(old);
             m->nretained--;
         }
         if (persist && !sys)
@@ -189,34 +219,70 @@ int jn__mqtt_retained_set(jn_mqtt_t *m, const char *topic, size_t tlen, const jn
     return store_blob(m, topic, tlen, m->scratch.data, m->scratch.len, sys);
 }
 
-static void send_one(jn_mqtt_session_t *s, mqtt_msub_t *ms, const mqtt_retained_t *r)
+/* Whether the parsed retained record |rec| has a message expiry that has
+ * passed. */
+static bool record_expired(jn_mqtt_t *m, const jn_record_t *rec)
+{
+    for (uint32_t i = 0; i < rec->header_count; i++) {
+        const jn_header_t *h = &rec->headers[i];
+        if (h->key_len == sizeof MQTT_H_EXPIRY - 1 && memcmp(h->key, MQTT_H_EXPIRY, h->key_len) == 0) {
+            char tmp[24];
+            size_t n = h->value_len > 0 && h->value_len < 23 ? (size_t)h->value_len : 0;
+            memcpy(tmp, h->value, n);
+            tmp[n] = '\0';
+            if (n && strtoll(tmp, NULL, 10) <= jn__mqtt_now(m))
+                return true;
+        }
+    }
+    return false;
+}
+
+static void send_one(jn_mqtt_session_t *s, mqtt_msub_t *ms, mqtt_retained_t *r)
 {
     jn_record_t rec;
     jn_header_t h[MQTT_HDR_MAX];
     uint8_t qos;
-    if (blob_parse(r->blob, r->len, &rec, h, &qos) < 0)
+    if (blob_parse(r->blob, r->len, &rec, h, &qos) < 0 || record_expired(s->m, &rec))
         return;
-    for (uint32_t i = 0; i < rec.header_count; i++) {
-        if (h[i].key_len == sizeof MQTT_H_EXPIRY - 1 && memcmp(h[i].key, MQTT_H_EXPIRY, h[i].key_len) == 0) {
-            char tmp[24];
-            size_t n = h[i].value_len > 0 && h[i].value_len < 23 ? (size_t)h[i].value_len : 0;
-            memcpy(tmp, h[i].value, n);
-            tmp[n] = '\0';
-            if (n && strtoll(tmp, NULL, 10) <= jn__mqtt_now(s->m))
-                return; /* expired */
-        }
-    }
     if (qos > ms->qos)
         qos = ms->qos;
     mqtt_slot_t *sl = qos ? jn__mqtt_slot_take(s->st) : NULL;
-    if (!sl)
+    if (!sl) {
         qos = 0; /* window full: sent at QoS 0 rather than held */
-    else
+    } else {
         sl->qos = qos;
+        sl->msub = ms;
+        sl->ret = jn__mqtt_retained_ref(r);
+        s->st->dirty = true; /* saved with the session */
+    }
     int rc = jn__mqtt_send_record(s, r->topic, strlen(r->topic), &rec, qos, sl ? sl->pid : 0, true, false,
                                   ms->sub_id);
     if (rc < 0 && sl)
         jn__mqtt_slot_release(s->st, sl);
+}
+
+int jn__mqtt_retained_resend(jn_mqtt_session_t *s, mqtt_slot_t *sl)
+{
+    mqtt_state_t *st = s->st;
+    const mqtt_retained_t *r = sl->ret;
+    jn_record_t rec;
+    jn_header_t h[MQTT_HDR_MAX];
+    uint8_t qos;
+    int rc = JN_ETOOBIG;
+    if (blob_parse(r->blob, r->len, &rec, h, &qos) == 0 && !record_expired(s->m, &rec)) {
+        if (!jn__mqtt_has_room(s))
+            return JN_EAGAIN;
+        rc = jn__mqtt_send_record(s, r->topic, strlen(r->topic), &rec, sl->qos, sl->pid, true, true,
+                                  sl->msub ? sl->msub->sub_id : 0);
+        if (rc == JN_EAGAIN)
+            return JN_EAGAIN;
+    }
+    sl->stale = false;
+    if (st->nstale)
+        st->nstale--;
+    if (rc < 0) /* expired, or never fits: as if delivered (3.1.2.25) */
+        jn__mqtt_slot_release(st, sl);
+    return 0;
 }
 
 void jn__mqtt_retained_send(jn_mqtt_session_t *s, mqtt_msub_t *ms)
@@ -270,8 +336,8 @@ void jn__mqtt_retained_free_all(jn_mqtt_t *m)
         mqtt_retained_t *r = m->rtab[i];
         while (r) {
             mqtt_retained_t *nx = r->next;
-            free(r->topic);
-            free(r);
+            r->next = NULL;
+            jn__mqtt_retained_unref(r);
             r = nx;
         }
     }

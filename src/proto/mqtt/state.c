@@ -16,7 +16,11 @@
  * in-flight slot goes out again with DUP and its old packet id (4.4.0-1),
  * the rest is skipped, so a completed QoS 2 message is never sent again
  * under a new packet id. In-flight QoS 2 messages past PUBREC get their
- * PUBREL again at reconnect.
+ * PUBREL again at reconnect. Retained messages sent at SUBSCRIBE are not
+ * in the log: their slots hold the message itself (retained.c) and are
+ * resent at once at reconnect. Shared-subscription slots are released
+ * when the member goes offline: the group gives those records to a member
+ * again (MQTT 5 4.8.2).
  *
  * SAVED FORMAT
  *
@@ -35,8 +39,13 @@
  *             "id":subscription identifier,"n":subno}]
  *   "inf"    outbound in flight: [[packet id, qos, state (0 waiting
  *             PUBACK/PUBREC, 1 waiting PUBCOMP), subno, stream,
- *             partition, offset]] (from cursors only: retained and shared
- *             deliveries are not resent)
+ *             partition, offset]] for records read by a cursor, and
+ *             [packet id, qos, state, subno, "", 0, 0, topic, hash] for
+ *             retained messages sent at SUBSCRIBE, hash being the FNV-1a
+ *             64 of the retained blob as 16 lowercase hex digits (a string:
+ *             JSON readers that use doubles would round a 64-bit number);
+ *             a retained one past PUBREC needs no message and ends at
+ *             offset. Shared-subscription deliveries are not saved.
  *   "mk"     marks: [[subno, stream, partition, upto]]
  *   "q2"     inbound QoS 2 packet ids received and not yet released
  *   "will"   {"t":topic,"p":payload (base64),"q":qos,"r":retain,
@@ -54,6 +63,9 @@
  * min(will delay, expiry), as if the connection had dropped then: a client
  * reconnecting before that cancels it. A session whose expiry passed while
  * the server was down ends at the first tick (or at the client's CONNECT).
+ * A retained entry in state 0 comes back only when the retained store
+ * (loaded first) still has that topic with the same hash: otherwise the
+ * message was replaced or cleared while the server was down, and is gone.
  */
 #include "mqtt_int.h"
 
@@ -206,6 +218,10 @@ void jn__mqtt_slot_release(mqtt_state_t *st, mqtt_slot_t *sl)
         st->nstale--;
     if (sl->share)
         sl->share->dirty = true;
+    if (!sl->stream) {
+        jn__mqtt_retained_unref(sl->ret);
+        sl->ret = NULL;
+    }
     sl->pid = 0;
     st->inflight--;
     st->dirty = true;
@@ -400,8 +416,11 @@ void jn__mqtt_msub_free(mqtt_msub_t *ms, bool forget)
     jn_pool_free(&st->m->msub_pool, ms);
 }
 
+static void resend_retained(mqtt_state_t *st);
+
 void jn__mqtt_state_resume(mqtt_state_t *st)
 {
+    resend_retained(st);
     jn_list_t *n;
     jn_list_foreach(n, &st->subs) {
         mqtt_msub_t *ms = jn_container_of(n, mqtt_msub_t, node);
@@ -477,17 +496,33 @@ void jn__mqtt_state_offline(mqtt_state_t *st)
             jn__mqtt_share_leave(ms);
     }
     /* Unacknowledged records come again from the log at reconnect, with
-     * their packet ids and DUP set; retained and shared ones do not. */
+     * their packet ids and DUP set, and retained messages from their slots
+     * (state_online); shared ones go to another member of the group. */
     for (uint16_t i = 0; st->slots && i < st->cap; i++) {
         mqtt_slot_t *sl = &st->slots[i];
         if (!sl->pid)
             continue;
-        if (!sl->stream || sl->share || !sl->msub) {
+        if (sl->share || !sl->msub) {
             jn__mqtt_slot_release(st, sl);
         } else if (!sl->stale) {
             sl->stale = true;
             st->nstale++;
         }
+    }
+}
+
+/* Resends every stale retained slot waiting for PUBACK/PUBREC until the
+ * output is full (the rest go at the next jn__mqtt_state_resume). */
+static void resend_retained(mqtt_state_t *st)
+{
+    jn_mqtt_session_t *s = st->sess;
+    if (!s || !st->slots || !st->nstale)
+        return;
+    for (uint16_t i = 0; i < st->cap; i++) {
+        mqtt_slot_t *sl = &st->slots[i];
+        if (sl->pid && sl->stale && !sl->stream && sl->state == 0 && sl->ret &&
+            jn__mqtt_retained_resend(s, sl) == JN_EAGAIN)
+            return;
     }
 }
 
@@ -527,6 +562,8 @@ int jn__mqtt_state_online(mqtt_state_t *st)
             jn__mqtt_send_ack(s, JN_MQTT_PUBREL, sl->pid, 0);
         }
     }
+    /* 4.4: and the retained messages sent at SUBSCRIBE, not acknowledged. */
+    resend_retained(st);
     return ret;
 }
 
@@ -602,10 +639,22 @@ char *jn__mqtt_state_encode(mqtt_state_t *st)
     }
     for (uint16_t i = 0; ok && st->slots && i < st->cap; i++) {
         const mqtt_slot_t *sl = &st->slots[i];
-        if (sl->pid && sl->msub && sl->stream && !sl->share)
+        if (!sl->pid || !sl->msub || sl->share)
+            continue;
+        if (sl->stream) {
             ok = json_array_append_new(inf, json_pack("[i,i,i,I,s,I,I]", sl->pid, sl->qos, sl->state,
                                                       (json_int_t)sl->msub->subno, jn_stream_name(sl->stream),
                                                       (json_int_t)sl->partition, (json_int_t)sl->offset)) == 0;
+        } else if (sl->ret) {
+            char hex[17];
+            snprintf(hex, sizeof hex, "%016" PRIx64, sl->ret->hash);
+            ok = json_array_append_new(inf, json_pack("[i,i,i,I,s,i,i,s,s]", sl->pid, sl->qos, sl->state,
+                                                      (json_int_t)sl->msub->subno, "", 0, 0, sl->ret->topic,
+                                                      hex)) == 0;
+        } else if (sl->state == 1) {
+            ok = json_array_append_new(inf, json_pack("[i,i,i,I,s,i,i]", sl->pid, sl->qos, sl->state,
+                                                      (json_int_t)sl->msub->subno, "", 0, 0)) == 0;
+        }
     }
     for (uint16_t i = 0; ok && i < ml.n; i++)
         ok = json_array_append_new(mks, json_pack("[I,s,I,I]", (json_int_t)ml.v[i].msub->subno,
@@ -679,6 +728,8 @@ void jn__mqtt_state_end(mqtt_state_t *st)
     if (st->saved)
         (void)jn__mqtt_state_save(st); /* deletes the saved copy */
     unlink_state(st);
+    for (uint16_t i = 0; st->slots && i < st->cap; i++)
+        jn__mqtt_slot_release(st, &st->slots[i]); /* their retained references */
     free(st->slots);
     free(st->marks);
     free(st->q2);
@@ -730,6 +781,31 @@ static void decode_subs(mqtt_state_t *st, const json_t *arr)
     }
 }
 
+/* The retained message that the saved in-flight entry |e| (a retained
+ * one in state 0: [pid, qos, 0, subno, "", 0, 0, topic, hash]) names, when
+ * the store still has it; NULL otherwise (replaced or cleared while the
+ * server was down: the slot is dropped). */
+static mqtt_retained_t *saved_retained(mqtt_state_t *st, const json_t *e, int pid)
+{
+    const char *topic = json_string_value(json_array_get(e, 7));
+    const char *hex = json_string_value(json_array_get(e, 8));
+    uint64_t h = 0;
+    bool ok = topic && hex && strlen(hex) == 16;
+    for (size_t i = 0; ok && i < 16; i++) {
+        char c = hex[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        ok = d >= 0;
+        h = h << 4 | (uint64_t)(d & 15);
+    }
+    mqtt_retained_t *r = ok ? jn__mqtt_retained_find(st->m, topic, strlen(topic)) : NULL;
+    if (!r || r->hash != h) {
+        jn_debug("mqtt: %s: retained in-flight packet %d to '%s' not restored: %s", st->client_id, pid,
+                 topic ? topic : "?", ok ? "the message was replaced or cleared" : "bad entry");
+        return NULL;
+    }
+    return r;
+}
+
 /* Restores the in-flight slots as stale ones and the marks. */
 static int decode_inflight(mqtt_state_t *st, const json_t *inf, const json_t *mks)
 {
@@ -745,9 +821,15 @@ static int decode_inflight(mqtt_state_t *st, const json_t *inf, const json_t *mk
             pid > 65535 || qos < 1 || qos > 2 || state < 0 || state > 1 || (state == 1 && qos != 2) || off < 0)
             continue;
         mqtt_msub_t *ms = msub_by_no(st, subno);
-        jn_stream_t *s = stream_by_name(m, name, part);
+        /* A stream name, or "" for a retained message (past PUBREC it
+         * needs none). */
+        bool retained = *name == '\0';
+        jn_stream_t *s = retained ? NULL : stream_by_name(m, name, part);
+        mqtt_retained_t *r = NULL;
+        if (retained && state == 0 && !(r = saved_retained(st, e, (int)pid)))
+            continue;
         mqtt_slot_t *sl = &st->slots[pid % st->cap];
-        if (!ms || !s || sl->pid || st->inflight >= st->cap) {
+        if (!ms || (!retained && !s) || sl->pid || st->inflight >= st->cap) {
             jn_debug("mqtt: %s: in-flight packet %d not restored", st->client_id, (int)pid);
             continue;
         }
@@ -758,8 +840,11 @@ static int decode_inflight(mqtt_state_t *st, const json_t *inf, const json_t *mk
         sl->stale = true;
         sl->msub = ms;
         sl->stream = s;
-        sl->partition = (uint32_t)part;
-        sl->offset = off;
+        sl->partition = s ? (uint32_t)part : 0;
+        if (s)
+            sl->offset = off;
+        else
+            sl->ret = r ? jn__mqtt_retained_ref(r) : NULL;
         st->inflight++;
         st->nstale++;
     }
@@ -777,7 +862,7 @@ static int decode_inflight(mqtt_state_t *st, const json_t *inf, const json_t *mk
     /* Every record waiting for PUBACK/PUBREC needs a mark to be resent. */
     for (uint16_t k = 0; st->slots && k < st->cap; k++) {
         const mqtt_slot_t *sl = &st->slots[k];
-        if (sl->pid && sl->state == 0)
+        if (sl->pid && sl->state == 0 && sl->stream)
             (void)marks_raise(&ml, sl->msub, sl->stream, sl->partition, sl->offset + 1);
     }
     st->marks = ml.v;
