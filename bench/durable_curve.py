@@ -3,8 +3,9 @@
 
     bench/durable_curve.py [--rounds 3] [--seconds 5] [--out docs/benchmarks.md]
 
-One server, one stream per case, wrk (keep-alive, 100-byte POST bodies) as
-the publishers. Cases: fsync always with 64, 128 and 256 publishers on one
+A fresh server (and data directory) for every measurement, so that one
+case's dirty pages and background writeback do not weigh on the next; wrk
+(keep-alive, 100-byte POST bodies) as the publishers. Cases: fsync always with 64, 128 and 256 publishers on one
 partition, 64 publishers on four partitions, and fsync never with 64
 publishers as the reference for what the HTTP path alone does on this
 machine. Rounds alternate between the cases (the machine is shared); the
@@ -71,17 +72,20 @@ def main():
     tmp = tempfile.mkdtemp(prefix="junction-durable-")
     server = None
     try:
-        port = free_port()
-        server = start_junction(tmp, port)
-        base = f"http://127.0.0.1:{port}"
-        for name, fsync, parts, _ in CASES:
-            post_json(base + "/v1/streams", {"name": name, "partitions": parts, "config": {"fsync": fsync}})
         results = {c[0]: [] for c in CASES}
         for r in range(args.rounds):
             for name, fsync, parts, conns in CASES:
+                port = free_port()
+                server = start_junction(tmp, port)
+                base = f"http://127.0.0.1:{port}"
+                post_json(base + "/v1/streams", {"name": name, "partitions": parts, "config": {"fsync": fsync}})
                 before = sync_counters(base, name)
                 rate, ms, non2xx = wrk(f"{base}/v1/publish/{name}/x", args.seconds, conns)
                 after = sync_counters(base, name)
+                server.stop()
+                data = server.p.args[server.p.args.index("--data_dir") + 1]
+                shutil.rmtree(data, ignore_errors=True)  # its dirty pages go too, unwritten
+                server = None
                 d = {k: after[k] - before[k] for k in after}
                 fs = d["junction_stream_fsyncs_total"]
                 per_fsync = d["junction_records_published_total"] / fs if fs else 0.0
