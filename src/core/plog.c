@@ -63,8 +63,9 @@
  *   r has a timestamp <= T: a search for the first record with timestamp
  *   >= ts may start at the batch of the last entry with T < ts.
  *
- *   Index files are written (not fsynced) as entries are added; they may
- *   trail the log. They are never needed for correctness: recovery checks
+ *   Index files are written (not fsynced) in runs of INDEX_WRITE_RUN
+ *   entries while a segment is active, and wholly when it is sealed or
+ *   closed; they may trail the log. They are never needed for correctness: recovery checks
  *   them and rebuilds them from the .log whenever they look wrong.
  *
  * RECOVERY (jn_plog_open)
@@ -165,6 +166,7 @@
 #define SCAN_MAX ((size_t)1 << 30)   /* largest stored batch we will read */
 #define IDX_SIZE 8
 #define TIDX_SIZE 12
+#define INDEX_WRITE_RUN 64 /* pending index entries that a flush writes out */
 #define NAME_DIGITS 20
 #define KMAP_KEYS_MAX ((size_t)1 << 30)  /* key bytes held by one compaction */
 #define KMAP_SLOTS_MAX ((size_t)1 << 26) /* slots of the compaction key map */
@@ -494,29 +496,42 @@ static void encode_tidx(uint8_t *p, const tidx_entry_t *e)
 
 /* Appends the index entries not yet in the files of the active segment.
  * Failures only cost a rebuild at the next open, so they are logged. */
+/* Appends the index entries not yet in the files, a run of them per
+ * write. The entries live in memory; the files only spare recovery a walk
+ * of the .log (they may trail it, see INDEXES above). */
 static void seg_write_indexes(jn_plog_segment_t *seg)
 {
-    uint8_t b[TIDX_SIZE];
-    if (seg->idx_fd >= 0) {
-        while (seg->idx_written < seg->nidx) {
-            encode_idx(b, &seg->idx[seg->idx_written]);
-            if (write_all(seg->idx_fd, b, IDX_SIZE, (uint64_t)seg->idx_written * IDX_SIZE) < 0) {
-                jn_warn("plog %s.index: write failed: %s", seg->path, strerror(errno));
-                break;
-            }
-            seg->idx_written++;
+    uint8_t b[64 * TIDX_SIZE];
+    while (seg->idx_fd >= 0 && seg->idx_written < seg->nidx) {
+        size_t n = 0, first = seg->idx_written;
+        for (; n < 64 && first + n < seg->nidx; n++)
+            encode_idx(b + n * IDX_SIZE, &seg->idx[first + n]);
+        if (write_all(seg->idx_fd, b, n * IDX_SIZE, (uint64_t)first * IDX_SIZE) < 0) {
+            jn_warn("plog %s.index: write failed: %s", seg->path, strerror(errno));
+            break;
         }
+        seg->idx_written += n;
     }
-    if (seg->tidx_fd >= 0) {
-        while (seg->tidx_written < seg->ntidx) {
-            encode_tidx(b, &seg->tidx[seg->tidx_written]);
-            if (write_all(seg->tidx_fd, b, TIDX_SIZE, (uint64_t)seg->tidx_written * TIDX_SIZE) < 0) {
-                jn_warn("plog %s.timeindex: write failed: %s", seg->path, strerror(errno));
-                break;
-            }
-            seg->tidx_written++;
+    while (seg->tidx_fd >= 0 && seg->tidx_written < seg->ntidx) {
+        size_t n = 0, first = seg->tidx_written;
+        for (; n < 64 && first + n < seg->ntidx; n++)
+            encode_tidx(b + n * TIDX_SIZE, &seg->tidx[first + n]);
+        if (write_all(seg->tidx_fd, b, n * TIDX_SIZE, (uint64_t)first * TIDX_SIZE) < 0) {
+            jn_warn("plog %s.timeindex: write failed: %s", seg->path, strerror(errno));
+            break;
         }
+        seg->tidx_written += n;
     }
+}
+
+/* The flush's share of index writing: only once a run of entries is
+ * pending, so that a busy log writes its indexes every ~64 entries instead
+ * of two small writes every few publishes. Sealing and closing write the
+ * rest. */
+static void seg_write_indexes_lazily(jn_plog_segment_t *seg)
+{
+    if (seg->nidx - seg->idx_written >= INDEX_WRITE_RUN || seg->ntidx - seg->tidx_written >= INDEX_WRITE_RUN)
+        seg_write_indexes(seg);
 }
 
 /* Replaces both index files with the in-memory entries. With |keep_open|
@@ -1680,7 +1695,7 @@ static void maybe_sync(jn_plog_t *log)
 int jn_plog_flush(jn_plog_t *log)
 {
     int rc = write_tail(log);
-    seg_write_indexes(active_seg(log));
+    seg_write_indexes_lazily(active_seg(log));
     maybe_sync(log);
     return rc;
 }
