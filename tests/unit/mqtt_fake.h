@@ -147,7 +147,6 @@ static inline int next_packet(fake_t *f, uint8_t version, jn_mqtt_packet_t *p)
     return p->type;
 }
 
-/* Sends PUBACK, PUBREC, PUBREL or PUBCOMP (|type|) for |pid|, reason 0. */
 /* SUBSCRIBE |filter| at |qos| (packet id 1), with subscription
  * identifier |sub_id| when not 0 (MQTT 5). */
 static inline void send_subscribe_id(fake_t *f, uint8_t v, const char *filter, uint8_t qos, uint32_t sub_id)
@@ -173,6 +172,7 @@ static inline void send_subscribe_id(fake_t *f, uint8_t v, const char *filter, u
     jn_buf_free(&b);
 }
 
+/* Sends PUBACK, PUBREC, PUBREL or PUBCOMP (|type|) for |pid|, reason 0. */
 static inline void send_ack(fake_t *f, uint8_t v, uint8_t type, uint16_t pid)
 {
     jn_buf_t b;

@@ -41,8 +41,9 @@ static int teardown(void **state)
     return 0;
 }
 
+/* CONNECT (MQTT 5); |rm| is the Receive Maximum to announce, 0 for none. */
 static void send_connect(fake_t *f, const char *id, bool clean, uint32_t expiry, const char *will_topic,
-                         uint32_t will_delay)
+                         uint32_t will_delay, uint16_t rm)
 {
     jn_buf_t b;
     jn_buf_init(&b, 1 << 20);
@@ -55,6 +56,10 @@ static void send_connect(fake_t *f, const char *id, bool clean, uint32_t expiry,
     c.client_id.len = (uint32_t)strlen(id);
     c.props.present = JN_MQTT_PBIT(JN_MQTT_PROP_SESSION_EXPIRY);
     c.props.session_expiry = expiry;
+    if (rm) {
+        c.props.present |= JN_MQTT_PBIT(JN_MQTT_PROP_RECEIVE_MAXIMUM);
+        c.props.receive_maximum = rm;
+    }
     if (will_topic) {
         c.will = true;
         c.will_qos = 1;
@@ -72,16 +77,23 @@ static void send_connect(fake_t *f, const char *id, bool clean, uint32_t expiry,
     jn_buf_free(&b);
 }
 
-static fake_t *connect_client(env_t *e, const char *id, bool clean, const char *will_topic, uint32_t will_delay,
-                              bool present)
+/* CONNECT and its CONNACK (checked); |expiry| and |rm| as send_connect's. */
+static fake_t *connect_full(env_t *e, const char *id, bool clean, uint32_t expiry, const char *will_topic,
+                            uint32_t will_delay, uint16_t rm, bool present)
 {
     fake_t *f = fake_new(e);
-    send_connect(f, id, clean, 3600, will_topic, will_delay);
+    send_connect(f, id, clean, expiry, will_topic, will_delay, rm);
     jn_mqtt_packet_t p;
     assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_CONNACK);
     assert_int_equal(p.u.connack.reason, 0);
     assert_int_equal(p.u.connack.session_present, present);
     return f;
+}
+
+static fake_t *connect_client(env_t *e, const char *id, bool clean, const char *will_topic, uint32_t will_delay,
+                              bool present)
+{
+    return connect_full(e, id, clean, 3600, will_topic, will_delay, 0, present);
 }
 
 static void send_publish(fake_t *f, const char *topic, const char *payload, uint8_t qos, uint16_t pid, bool dup)
@@ -213,7 +225,7 @@ static void test_encode_decode(void **state)
     assert_int_equal(cp->will->delay, 30);
     assert_int_equal(cp->will->headers.len, st->will->headers.len);
     assert_memory_equal(cp->will->headers.data, st->will->headers.data, st->will->headers.len);
-    assert_int_equal(cp->will_at, 12345 + 30 * 1000);
+    assert_int_equal(cp->will->at, 12345 + 30 * 1000);
     /* Encoding the copy gives the same JSON (but for the time offline). */
     cp->sess = st->sess;
     char *again = jn__mqtt_state_encode(cp);
@@ -323,11 +335,11 @@ static void test_will_across_restart(void **state)
     mqtt_state_t *st = jn__mqtt_state_find(e->m, "wl", 2);
     assert_non_null(st);
     assert_non_null(st->will);
-    assert_true(st->will_at > jn__mqtt_now(e->m) + 3000 * 1000);
+    assert_true(st->will->at > jn__mqtt_now(e->m) + 3000 * 1000);
     jn_mqtt_tick(e->m);
     assert_int_equal(end_offset(e, "w"), 0);
     /* The delay runs out: published once, and not again after a restart. */
-    st->will_at = jn__mqtt_now(e->m) - 1;
+    st->will->at = jn__mqtt_now(e->m) - 1;
     jn_mqtt_tick(e->m);
     assert_int_equal(end_offset(e, "w"), 1);
     restart(e);
@@ -349,7 +361,7 @@ static void test_will_across_restart(void **state)
     /* A clean session's will after a stop: published at once at restart
      * (its session ended with the connection). */
     fake_t *g = fake_new(e);
-    send_connect(g, "wz", true, 0, "w/zero", 0);
+    send_connect(g, "wz", true, 0, "w/zero", 0, 0);
     assert_int_equal(next_packet(g, JN_MQTT_V5, &p), JN_MQTT_CONNACK);
     restart(e);
     fake_free(g);
@@ -486,13 +498,11 @@ static void test_retained_reconnect(void **state)
     fake_free(f);
 }
 
-/* An expired retained message is released at reconnect, not resent. */
-static void test_retained_expired(void **state)
+/* Retains "soon" (QoS 1) on |topic|, expiring in an hour; |at| gets the
+ * expiry's digits, which tests overwrite in the stored copy to expire it. */
+static void set_expiring_retained(env_t *e, const char *topic, char at[24])
 {
-    env_t *e = *state;
-    jn_mqtt_packet_t p;
-    char at[24];
-    snprintf(at, sizeof at, "%lld", (long long)(jn__mqtt_now(e->m) + 3600 * 1000));
+    snprintf(at, 24, "%lld", (long long)(jn__mqtt_now(e->m) + 3600 * 1000));
     jn_header_t h = {(const uint8_t *)MQTT_H_EXPIRY, sizeof MQTT_H_EXPIRY - 1, (const uint8_t *)at,
                      (int32_t)strlen(at)};
     jn_record_t rec;
@@ -502,7 +512,16 @@ static void test_retained_expired(void **state)
     rec.value_len = 4;
     rec.headers = &h;
     rec.header_count = 1;
-    assert_int_equal(jn__mqtt_retained_set(e->m, "x/e", 3, &rec, 1, true), 0);
+    assert_int_equal(jn__mqtt_retained_set(e->m, topic, strlen(topic), &rec, 1, true), 0);
+}
+
+/* An expired retained message is released at reconnect, not resent. */
+static void test_retained_expired(void **state)
+{
+    env_t *e = *state;
+    jn_mqtt_packet_t p;
+    char at[24];
+    set_expiring_retained(e, "x/e", at);
     fake_t *f = connect_client(e, "rx", true, NULL, 0, false);
     subscribe(f, "x/#", 1, 0);
     uint16_t pid = 0;
@@ -656,6 +675,213 @@ static void test_retained_restart(void **state)
     fake_free(f);
 }
 
+/* ---- retained messages waiting for window room ---- */
+
+/* CONNECT (MQTT 5) with Receive Maximum |rm| and session expiry |expiry|;
+ * checks the CONNACK. */
+static fake_t *connect_rm(env_t *e, const char *id, bool clean, uint32_t expiry, uint16_t rm, bool present)
+{
+    return connect_full(e, id, clean, expiry, NULL, 0, rm, present);
+}
+
+static void unsubscribe(fake_t *f, const char *filter)
+{
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 20);
+    jn_mqtt_sub_t e;
+    memset(&e, 0, sizeof e);
+    e.filter.data = (const uint8_t *)filter;
+    e.filter.len = (uint32_t)strlen(filter);
+    jn_mqtt_subscribe_t s;
+    memset(&s, 0, sizeof s);
+    s.packet_id = 2;
+    s.count = 1;
+    s.subs = &e;
+    assert_true(jn_mqtt_encode_unsubscribe(&b, JN_MQTT_V5, &s) > 0);
+    feed(f, &b);
+    jn_buf_free(&b);
+    jn_mqtt_packet_t p;
+    assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_UNSUBACK);
+}
+
+/* Pops the retained PUBLISHes the server wrote, at most |max|: each must
+ * be on a topic "<prefix>/<digit>" at |qos| with RETAIN (and DUP as
+ * |dup|); marks its digit in |seen| (never twice) and returns the packet
+ * ids in |pids|. Returns how many. */
+static int pop_max(fake_t *f, const char *prefix, uint8_t qos, bool dup, bool *seen, uint16_t *pids, int max)
+{
+    int n = 0;
+    jn_mqtt_packet_t p;
+    while (f->out.len && n < max) {
+        assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_PUBLISH);
+        const jn_mqtt_publish_t *pb = &p.u.publish;
+        assert_true(pb->retain);
+        assert_int_equal(pb->qos, qos);
+        assert_int_equal(pb->dup, dup);
+        size_t pl = strlen(prefix);
+        assert_int_equal(pb->topic.len, pl + 2);
+        assert_memory_equal(pb->topic.data, prefix, pl);
+        int d = pb->topic.data[pl + 1] - '0';
+        assert_true(d >= 0 && d <= 9);
+        if (seen) {
+            assert_false(seen[d]);
+            seen[d] = true;
+        }
+        if (pids)
+            pids[n] = pb->packet_id;
+        n++;
+    }
+    return n;
+}
+
+static int pop_retained(fake_t *f, const char *prefix, uint8_t qos, bool dup, bool *seen, uint16_t *pids)
+{
+    return pop_max(f, prefix, qos, dup, seen, pids, 8);
+}
+
+/* A window of 2 and 5 retained messages: 2 go at once, the others wait and
+ * go one per PUBACK, all at QoS 1 with distinct packet ids (none at QoS 0);
+ * a QoS 0 one subscribed meanwhile queues behind them. */
+static void test_retained_window(void **state)
+{
+    env_t *e = *state;
+    char topic[8];
+    for (int i = 1; i <= 5; i++) {
+        snprintf(topic, sizeof topic, "w/%d", i);
+        set_retained(e, topic, "v", 1);
+    }
+    set_retained(e, "z/0", "zed", 1);
+    fake_t *f = connect_rm(e, "rw", true, 0, 2, false);
+    mqtt_state_t *st = jn__mqtt_state_find(e->m, "rw", 2);
+    subscribe(f, "w/#", 1, 0);
+    bool seen[10] = {false};
+    uint16_t all[8], pids[8];
+    int got = pop_retained(f, "w", 1, false, seen, all);
+    assert_int_equal(got, 2);
+    assert_non_null(st->pending);
+    assert_int_equal(st->pending->n, 3);
+    /* QoS 0 subscription: its message waits behind the pending ones. */
+    subscribe(f, "z/#", 0, 0);
+    assert_int_equal(f->out.len, 0);
+    assert_int_equal(st->pending->n, 4);
+
+    int acked = 0;
+    while (got < 4) {
+        send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, all[acked++]);
+        assert_int_equal(pop_retained(f, "w", 1, false, seen, pids), 1);
+        all[got++] = pids[0];
+        assert_int_equal(st->inflight, 2);
+    }
+    assert_int_equal(st->pending->n, 2);
+    /* The last QoS 1 one, and right behind it the QoS 0 one (no slot). */
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, all[acked++]);
+    assert_int_equal(pop_max(f, "w", 1, false, seen, &all[got++], 1), 1);
+    assert_int_equal(pop_retained(f, "z", 0, false, NULL, NULL), 1);
+    assert_null(st->pending);
+    for (int i = 0; i < 5; i++)
+        for (int k = i + 1; k < 5; k++)
+            assert_int_not_equal(all[i], all[k]);
+    while (acked < 5)
+        send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, all[acked++]);
+    assert_int_equal(st->inflight, 0);
+    assert_int_equal(f->out.len, 0);
+    fake_free(f);
+}
+
+/* Pending ones go with their subscription (UNSUBSCRIBE) or when it is
+ * replaced (matched again); expired ones are skipped when their turn
+ * comes; a persistent session keeps them while offline; a clean one
+ * drops them (ASan: nothing leaks). */
+static void test_retained_pending_lifecycle(void **state)
+{
+    env_t *e = *state;
+    char topic[8];
+    for (int i = 1; i <= 4; i++) {
+        snprintf(topic, sizeof topic, "u/%d", i);
+        set_retained(e, topic, "v", 1);
+    }
+    fake_t *f = connect_rm(e, "rp", true, 3600, 2, false);
+    mqtt_state_t *st = jn__mqtt_state_find(e->m, "rp", 2);
+    uint16_t pids[8];
+
+    /* UNSUBSCRIBE: the 2 waiting ones go; acks send nothing more. */
+    subscribe(f, "u/#", 1, 0);
+    assert_int_equal(pop_retained(f, "u", 1, false, NULL, pids), 2);
+    assert_int_equal(st->pending->n, 2);
+    unsubscribe(f, "u/#");
+    assert_null(st->pending);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pids[0]);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pids[1]);
+    assert_int_equal(f->out.len, 0);
+
+    /* Replaced: matched again, not queued twice. */
+    subscribe(f, "u/#", 1, 0);
+    assert_int_equal(pop_retained(f, "u", 1, false, NULL, pids), 2);
+    subscribe(f, "u/#", 1, 0);
+    assert_int_equal(f->out.len, 0);
+    assert_int_equal(st->pending->n, 4);
+
+    /* Offline (persistent): kept; back, the 2 in flight go again with DUP
+     * and the others follow as PUBACKs come. */
+    fake_free(f);
+    assert_non_null(st->pending);
+    assert_int_equal(st->pending->n, 4);
+    f = connect_rm(e, "rp", false, 3600, 2, true);
+    uint16_t again[2];
+    assert_int_equal(pop_retained(f, "u", 1, true, NULL, again), 2);
+    assert_int_equal(again[0], pids[0]);
+    assert_int_equal(again[1], pids[1]);
+    bool seen[10] = {false};
+    int got = 0;
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, again[0]);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, again[1]);
+    got += pop_retained(f, "u", 1, false, seen, pids);
+    assert_int_equal(got, 2);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pids[0]);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pids[1]);
+    got += pop_retained(f, "u", 1, false, seen, pids);
+    assert_int_equal(got, 4);
+    assert_null(st->pending);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pids[0]);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pids[1]);
+    unsubscribe(f, "u/#");
+
+    /* Expiry: checked when a waiting one's turn comes. */
+    char at[24];
+    for (int i = 1; i <= 3; i++) {
+        snprintf(topic, sizeof topic, "x/%d", i);
+        set_expiring_retained(e, topic, at);
+    }
+    subscribe(f, "x/#", 1, 0);
+    assert_int_equal(pop_retained(f, "x", 1, false, NULL, pids), 2);
+    assert_int_equal(st->pending->n, 1);
+    mqtt_retained_t *r = st->pending->v[st->pending->head].ret;
+    uint8_t *digits = memmem(r->blob, r->len, at, strlen(at));
+    assert_non_null(digits);
+    memset(digits, '0', strlen(at) - 1);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pids[0]);
+    assert_int_equal(f->out.len, 0);
+    assert_null(st->pending);
+    send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pids[1]);
+    assert_int_equal(st->inflight, 0);
+    fake_free(f);
+
+    /* A clean session with messages waiting ends with its connection. */
+    f = connect_rm(e, "rq", true, 0, 1, false);
+    subscribe(f, "u/#", 1, 0);
+    assert_int_equal(pop_retained(f, "u", 1, false, NULL, pids), 1);
+    st = jn__mqtt_state_find(e->m, "rq", 2);
+    assert_int_equal(st->pending->n, 3);
+    fake_free(f);
+    assert_null(jn__mqtt_state_find(e->m, "rq", 2));
+    /* A persistent one still waiting at shutdown is freed with it
+     * (env_free; ASan's leak check). */
+    f = connect_rm(e, "rs", true, 3600, 1, false);
+    subscribe(f, "u/#", 1, 0);
+    assert_int_equal(pop_retained(f, "u", 1, false, NULL, pids), 1);
+    fake_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -667,6 +893,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retained_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retained_encode_decode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retained_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained_pending_lifecycle, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -214,12 +214,11 @@ void jn__mqtt_handle_connect(jn_mqtt_session_t *s, const jn_mqtt_connect_t *c)
     if (st) {
         present = true;
         if (st->will) { /* resumed before the will delay ran out, unless the tick was late */
-            if (st->will_at && now >= st->will_at)
+            if (st->will->at && now >= st->will->at)
                 jn__mqtt_will_publish(m, st->will);
             jn__mqtt_will_free(st->will);
             st->will = NULL;
         }
-        st->will_at = 0;
     } else if (!(st = jn__mqtt_state_new(m, id, idlen))) {
         refuse(s, JN_MQTT_RC_SERVER_UNAVAILABLE, 3);
         return;

@@ -99,11 +99,10 @@ void jn_mqtt_tick(jn_mqtt_t *m)
             jn__mqtt_state_commit(st);
             continue;
         }
-        if (st->will && st->will_at && now >= st->will_at) {
+        if (st->will && st->will->at && now >= st->will->at) {
             jn__mqtt_will_publish(m, st->will);
             jn__mqtt_will_free(st->will);
             st->will = NULL;
-            st->will_at = 0;
         }
         if (st->expiry != UINT32_MAX && now >= st->offline_since + (int64_t)st->expiry * 1000) {
             if (st->will) {

@@ -131,6 +131,23 @@ typedef struct mqtt_mark {
 } mqtt_mark_t;
 #define MQTT_MARKS_MAX 4096       /* marks of one session */
 
+/* A retained message owed to a subscription since its SUBSCRIBE, not
+ * sent yet for want of a window slot or output room (mqtt_pending_t). */
+typedef struct mqtt_pend {
+    mqtt_retained_t *ret;    /* one reference */
+    mqtt_msub_t *msub;       /* its QoS and identifier apply when it goes */
+} mqtt_pend_t;
+
+/* The pending retained deliveries of a state, oldest first: a ring that
+ * doubles up to MQTT_PENDING_MAX entries, allocated when the first one
+ * must wait and freed once empty (an idle state has none). In memory
+ * only: not in the saved session. */
+typedef struct mqtt_pending {
+    uint32_t head, n, cap;
+    mqtt_pend_t v[];
+} mqtt_pending_t;
+#define MQTT_PENDING_MAX 100000   /* per session; beyond it: QoS 0 at once */
+
 /* The will, copied out of the CONNECT. */
 typedef struct mqtt_will {
     mqtt_state_t *owner;     /* the state whose saved copy holds it, or NULL */
@@ -140,6 +157,7 @@ typedef struct mqtt_will {
     uint8_t qos;
     bool retain;
     uint32_t delay;          /* seconds */
+    int64_t at;              /* wall-clock ms it goes out at; 0 = no delayed will pending */
     jn_buf_t headers;        /* serialized headers (see will_headers) */
 } mqtt_will_t;
 
@@ -156,8 +174,8 @@ struct mqtt_state {
     mqtt_slot_t *slots;      /* outbound window */
     mqtt_mark_t *marks;      /* partitions read again after a reconnect */
     uint16_t *q2;            /* inbound QoS 2 packet ids received and not yet released */
-    mqtt_will_t *will;
-    int64_t will_at;         /* wall-clock ms; 0 = no delayed will pending */
+    mqtt_will_t *will;       /* its due time in will->at */
+    mqtt_pending_t *pending; /* retained messages waiting for room, or NULL */
     uint64_t saved_hash;     /* of the saved JSON: an unchanged session is not written again */
     uint32_t expiry;         /* seconds; 0 = ends with the connection */
     uint32_t next_subno;
@@ -307,8 +325,9 @@ mqtt_msub_t *jn__mqtt_msub_find(mqtt_state_t *st, const char *full, size_t len);
 mqtt_msub_t *jn__mqtt_msub_new(mqtt_state_t *st, const char *full, size_t len, size_t foff);
 int jn__mqtt_msub_open(mqtt_msub_t *ms, bool resume);
 void jn__mqtt_msub_free(mqtt_msub_t *ms, bool forget);
-/* Room again (an ack, a drain): resumes blocked cursors, and resends the
- * stale retained messages that had no room at reconnect. */
+/* Room again (an ack, a drain): resends the stale retained messages that
+ * had no room at reconnect, sends the pending ones (retained.c) and
+ * resumes blocked cursors. */
 void jn__mqtt_state_resume(mqtt_state_t *st);
 /* The mark of |ms| in |s|/|partition|, or NULL. */
 mqtt_mark_t *jn__mqtt_mark_find(mqtt_state_t *st, const mqtt_msub_t *ms, const jn_stream_t *s, uint32_t partition);
@@ -341,6 +360,13 @@ void jn__mqtt_shares_tick(jn_mqtt_t *m);
 /* ---- retained (retained.c) ---- */
 int jn__mqtt_retained_set(jn_mqtt_t *m, const char *topic, size_t tlen, const jn_record_t *rec, uint8_t qos,
                           bool persist);
+/* Sends the retained messages matching |ms| (a new or replaced
+ * subscription). QoS>0 ones take a window slot each; when no slot is
+ * free, the output is above high water, or older ones are still pending,
+ * they wait in st->pending (replacing the subscription drops its pending
+ * ones first: they are matched again). Beyond MQTT_PENDING_MAX pending,
+ * a message goes out at QoS 0 at once, or is dropped when there is no
+ * room. */
 void jn__mqtt_retained_send(jn_mqtt_session_t *s, mqtt_msub_t *ms);
 int jn__mqtt_retained_load(jn_mqtt_t *m);
 /* Drops the table's reference of every retained message (those still held
@@ -353,6 +379,14 @@ void jn__mqtt_retained_unref(mqtt_retained_t *r);
 /* The current retained message of |topic| (|tlen| bytes), or NULL. No
  * reference is taken. */
 mqtt_retained_t *jn__mqtt_retained_find(jn_mqtt_t *m, const char *topic, size_t tlen);
+/* Sends the pending retained messages of |st| (mqtt_pending_t), oldest
+ * first, while it is connected, the output has room and a window slot is
+ * free for each QoS>0 one (at min(its QoS, the subscription's)). Expired
+ * ones, and ones that never fit, are dropped. Frees the queue once empty. */
+void jn__mqtt_pending_drain(mqtt_state_t *st);
+/* Drops the pending retained messages of |ms| (NULL: all of them) with
+ * their references; frees the queue once empty. */
+void jn__mqtt_pending_drop(mqtt_state_t *st, const mqtt_msub_t *ms);
 /* Sends the retained message of the stale slot |sl| of |s|'s state again
  * (state 0, |sl->ret| set): its packet id, DUP, RETAIN, its QoS, the
  * subscription identifier of its subscription. An expired message, or one

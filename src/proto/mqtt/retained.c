@@ -15,8 +15,20 @@
  * entry lives until the slot is acknowledged, so a reconnect resends the
  * exact message (DUP, same packet id). A saved session names it by topic
  * and blob hash; after a restart the slot comes back only when the store
- * still has that message (state.c). When the window is full the retained
- * message goes out at QoS 0 rather than being held.
+ * still has that message (state.c).
+ *
+ * When the window is full (or the output above high water) a retained
+ * message waits in the state's pending queue, holding a reference, and
+ * goes out at its QoS as acknowledgements free slots (jn__mqtt_state_resume
+ * drains it): sending it at QoS 0 instead would quietly drop the delivery
+ * guarantee the client subscribed with. Once anything is pending, later
+ * retained messages for the state queue behind it, QoS 0 ones included,
+ * so they keep their order. The QoS and subscription identifier are the
+ * subscription's when the message goes; its expiry is checked then too.
+ * The queue is bounded (MQTT_PENDING_MAX): beyond it a message goes out at
+ * QoS 0 at once as before. It survives a disconnect of a persistent
+ * session (in memory only: not saved, so a restart loses it) and goes
+ * with its subscription.
  */
 #include "mqtt_int.h"
 
@@ -237,19 +249,27 @@ static bool record_expired(jn_mqtt_t *m, const jn_record_t *rec)
     return false;
 }
 
-static void send_one(jn_mqtt_session_t *s, mqtt_msub_t *ms, mqtt_retained_t *r)
+/* Sends |r| to |ms| now: at min(its QoS, the subscription's), or at QoS 0
+ * when |qos0|. Returns 0 when done with it (sent; or dropped: malformed,
+ * expired, never fits) or JN_EAGAIN when it has to wait (no output room,
+ * or no window slot for a QoS>0 one). */
+static int send_now(jn_mqtt_session_t *s, mqtt_msub_t *ms, mqtt_retained_t *r, bool qos0)
 {
     jn_record_t rec;
     jn_header_t h[MQTT_HDR_MAX];
     uint8_t qos;
     if (blob_parse(r->blob, r->len, &rec, h, &qos) < 0 || record_expired(s->m, &rec))
-        return;
+        return 0;
+    if (!jn__mqtt_has_room(s))
+        return JN_EAGAIN;
     if (qos > ms->qos)
         qos = ms->qos;
-    mqtt_slot_t *sl = qos ? jn__mqtt_slot_take(s->st) : NULL;
-    if (!sl) {
-        qos = 0; /* window full: sent at QoS 0 rather than held */
-    } else {
+    if (qos0)
+        qos = 0;
+    mqtt_slot_t *sl = NULL;
+    if (qos) {
+        if (!(sl = jn__mqtt_slot_take(s->st)))
+            return JN_EAGAIN;
         sl->qos = qos;
         sl->msub = ms;
         sl->ret = jn__mqtt_retained_ref(r);
@@ -259,6 +279,93 @@ static void send_one(jn_mqtt_session_t *s, mqtt_msub_t *ms, mqtt_retained_t *r)
                                   ms->sub_id);
     if (rc < 0 && sl)
         jn__mqtt_slot_release(s->st, sl);
+    return rc == JN_EAGAIN ? JN_EAGAIN : 0;
+}
+
+/* Appends |r| for |ms| to the pending queue of |st|, taking a reference.
+ * Returns 0, JN_ETOOBIG (MQTT_PENDING_MAX reached) or JN_ENOMEM. */
+static int pending_push(mqtt_state_t *st, mqtt_msub_t *ms, mqtt_retained_t *r)
+{
+    mqtt_pending_t *q = st->pending;
+    if (q && q->n >= MQTT_PENDING_MAX)
+        return JN_ETOOBIG;
+    if (!q || q->n == q->cap) {
+        uint32_t ncap = q ? q->cap * 2 : 16;
+        if (ncap > MQTT_PENDING_MAX)
+            ncap = MQTT_PENDING_MAX;
+        mqtt_pending_t *nq = malloc(sizeof *nq + (size_t)ncap * sizeof nq->v[0]);
+        if (!nq)
+            return JN_ENOMEM;
+        nq->head = 0;
+        nq->n = q ? q->n : 0;
+        nq->cap = ncap;
+        for (uint32_t i = 0; i < nq->n; i++)
+            nq->v[i] = q->v[(q->head + i) % q->cap];
+        free(q);
+        st->pending = q = nq;
+    }
+    q->v[(q->head + q->n) % q->cap] = (mqtt_pend_t){jn__mqtt_retained_ref(r), ms};
+    q->n++;
+    return 0;
+}
+
+static void pending_release_if_empty(mqtt_state_t *st)
+{
+    if (st->pending && st->pending->n == 0) {
+        free(st->pending);
+        st->pending = NULL;
+    }
+}
+
+void jn__mqtt_pending_drain(mqtt_state_t *st)
+{
+    mqtt_pending_t *q = st->pending;
+    jn_mqtt_session_t *s = st->sess;
+    while (q && q->n > 0 && s && s->st == st) {
+        mqtt_pend_t *e = &q->v[q->head];
+        if (send_now(s, e->msub, e->ret, false) == JN_EAGAIN)
+            return;
+        jn__mqtt_retained_unref(e->ret); /* a slot took its own */
+        q->head = (q->head + 1) % q->cap;
+        q->n--;
+    }
+    pending_release_if_empty(st);
+}
+
+void jn__mqtt_pending_drop(mqtt_state_t *st, const mqtt_msub_t *ms)
+{
+    mqtt_pending_t *q = st->pending;
+    if (!q)
+        return;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < q->n; i++) {
+        mqtt_pend_t e = q->v[(q->head + i) % q->cap];
+        if (!ms || e.msub == ms)
+            jn__mqtt_retained_unref(e.ret);
+        else
+            q->v[(q->head + kept++) % q->cap] = e; /* kept <= i: not read again */
+    }
+    q->n = kept;
+    pending_release_if_empty(st);
+}
+
+/* One retained message for |ms| at SUBSCRIBE: now when nothing is pending
+ * and there is room, otherwise queued behind the pending ones. */
+static void send_one(jn_mqtt_session_t *s, mqtt_msub_t *ms, mqtt_retained_t *r)
+{
+    mqtt_state_t *st = s->st;
+    if ((!st->pending || st->pending->n == 0) && send_now(s, ms, r, false) == 0)
+        return;
+    int rc = pending_push(st, ms, r);
+    if (rc == 0)
+        return;
+    /* Over the cap (or out of memory): at QoS 0 now, as a full window did
+     * before the queue existed. */
+    jn_debug("mqtt: %s: retained '%s' not queued (%s): sent at QoS 0", st->client_id, r->topic, jn_strerror(rc));
+    if (send_now(s, ms, r, true) == JN_EAGAIN) {
+        jn_debug("mqtt: %s: retained '%s' dropped: no room", st->client_id, r->topic);
+        s->m->dropped++;
+    }
 }
 
 int jn__mqtt_retained_resend(jn_mqtt_session_t *s, mqtt_slot_t *sl)
@@ -290,6 +397,8 @@ void jn__mqtt_retained_send(jn_mqtt_session_t *s, mqtt_msub_t *ms)
     jn_mqtt_t *m = s->m;
     const char *filter = jn__mqtt_msub_filter(ms);
     size_t flen = (size_t)(ms->flen - ms->foff);
+    /* A replaced subscription: what it still had pending is matched again. */
+    jn__mqtt_pending_drop(s->st, ms);
     for (size_t i = 0; i < m->rcap; i++)
         for (mqtt_retained_t *r = m->rtab[i]; r; r = r->next)
             if (jn_filter_match(filter, flen, r->topic, strlen(r->topic)))

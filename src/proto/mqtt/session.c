@@ -241,7 +241,7 @@ void jn_mqtt_session_closed(jn_mqtt_session_t *s, int reason)
             st->will = NULL;
         } else if (publish_will) {
             uint32_t d = st->will->delay < st->expiry ? st->will->delay : st->expiry;
-            st->will_at = jn__mqtt_now(m) + (int64_t)d * 1000;
+            st->will->at = jn__mqtt_now(m) + (int64_t)d * 1000;
         }
         jn_debug("mqtt: client %s gone (%s)", st->client_id, reason ? jn_strerror(reason) : "closed");
         if (st->expiry == 0 && !m->freeing) {

@@ -18,7 +18,10 @@
  * under a new packet id. In-flight QoS 2 messages past PUBREC get their
  * PUBREL again at reconnect. Retained messages sent at SUBSCRIBE are not
  * in the log: their slots hold the message itself (retained.c) and are
- * resent at once at reconnect. Shared-subscription slots are released
+ * resent at once at reconnect. Those not sent yet for want of a slot
+ * (st->pending, retained.c) stay queued while a persistent session is
+ * offline and go after the resends; they are not saved, so a restart
+ * forgets them. Shared-subscription slots are released
  * when the member goes offline: the group gives those records to a member
  * again (MQTT 5 4.8.2).
  *
@@ -407,6 +410,7 @@ void jn__mqtt_msub_free(mqtt_msub_t *ms, bool forget)
     for (uint16_t i = st->nmarks; i > 0; i--)
         if (st->marks[i - 1].msub == ms)
             jn__mqtt_mark_drop(st, &st->marks[i - 1]);
+    jn__mqtt_pending_drop(st, ms);
     if (forget && st->expiry > 0)
         forget_group(ms);
     jn_list_remove(&ms->node);
@@ -421,6 +425,7 @@ static void resend_retained(mqtt_state_t *st);
 void jn__mqtt_state_resume(mqtt_state_t *st)
 {
     resend_retained(st);
+    jn__mqtt_pending_drain(st);
     jn_list_t *n;
     jn_list_foreach(n, &st->subs) {
         mqtt_msub_t *ms = jn_container_of(n, mqtt_msub_t, node);
@@ -562,8 +567,10 @@ int jn__mqtt_state_online(mqtt_state_t *st)
             jn__mqtt_send_ack(s, JN_MQTT_PUBREL, sl->pid, 0);
         }
     }
-    /* 4.4: and the retained messages sent at SUBSCRIBE, not acknowledged. */
+    /* 4.4: and the retained messages sent at SUBSCRIBE, not acknowledged;
+     * then those still owed since a SUBSCRIBE (kept while offline). */
     resend_retained(st);
+    jn__mqtt_pending_drain(st);
     return ret;
 }
 
@@ -728,6 +735,7 @@ void jn__mqtt_state_end(mqtt_state_t *st)
     if (st->saved)
         (void)jn__mqtt_state_save(st); /* deletes the saved copy */
     unlink_state(st);
+    jn__mqtt_pending_drop(st, NULL);
     for (uint16_t i = 0; st->slots && i < st->cap; i++)
         jn__mqtt_slot_release(st, &st->slots[i]); /* their retained references */
     free(st->slots);
@@ -902,7 +910,7 @@ static int decode_will(mqtt_state_t *st, json_t *wj)
     jn__mqtt_will_free(st->will);
     st->will = w;
     uint32_t d = w->delay < st->expiry ? w->delay : st->expiry;
-    st->will_at = st->offline_since + (int64_t)d * 1000;
+    w->at = st->offline_since + (int64_t)d * 1000;
     return 0;
 fail:
     free(h);
