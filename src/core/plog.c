@@ -28,7 +28,12 @@
  *   offsets are contiguous: the next batch's baseOffset is the previous
  *   batch's baseOffset + lastOffsetDelta + 1. In sealed segments compaction
  *   leaves gaps (batches and records removed) but never changes an offset,
- *   so baseOffsets only increase.
+ *   so baseOffsets only increase. A partly cleaned batch keeps its header
+ *   (baseOffset, lastOffsetDelta, producer id, epoch, base sequence); a
+ *   batch that is the last of an idempotent producer (producerId >= 0, its
+ *   newest timestamp within PRODUCER_KEEP_MS) is never removed whole, so
+ *   the producer's sequence state can always be rebuilt from the log, as
+ *   Kafka's cleaner does.
  *
  * .index FORMAT
  *
@@ -170,6 +175,9 @@
 #define NAME_DIGITS 20
 #define KMAP_KEYS_MAX ((size_t)1 << 30)  /* key bytes held by one compaction */
 #define KMAP_SLOTS_MAX ((size_t)1 << 26) /* slots of the compaction key map */
+/* Compaction keeps an idempotent producer's last batch this long after its
+ * newest timestamp (Kafka's producer.id.expiration.ms default). */
+#define PRODUCER_KEEP_MS (24 * 3600 * 1000LL)
 
 typedef struct idx_entry {
     uint32_t rel; /* batch baseOffset - segment base */
@@ -1983,12 +1991,18 @@ typedef struct kmap {
     kmap_slot_t *slots;
     size_t cap, count;
     jn_buf_t keys;
+    /* producer id -> base offset of its last batch (open addressing, -1 =
+     * empty slot): the batch compaction must not remove whole. */
+    int64_t *pids, *plast;
+    size_t pcap, pcount;
 } kmap_t;
 
 static int kmap_init(kmap_t *m)
 {
     m->cap = 1024;
     m->count = 0;
+    m->pids = m->plast = NULL;
+    m->pcap = m->pcount = 0;
     jn_buf_init(&m->keys, KMAP_KEYS_MAX);
     m->slots = malloc(m->cap * sizeof *m->slots);
     if (!m->slots)
@@ -2002,6 +2016,64 @@ static void kmap_free(kmap_t *m)
 {
     free(m->slots);
     jn_buf_free(&m->keys);
+    free(m->pids);
+    free(m->plast);
+}
+
+static size_t pmap_slot(const int64_t *pids, size_t cap, int64_t pid)
+{
+    size_t i = (size_t)((uint64_t)pid * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
+    while (pids[i] >= 0 && pids[i] != pid)
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+/* Notes that producer |pid| wrote the batch at |base| (the highest wins). */
+static int pmap_put(kmap_t *m, int64_t pid, int64_t base)
+{
+    if ((m->pcount + 1) * 2 > m->pcap) {
+        size_t cap = m->pcap ? m->pcap * 2 : 64;
+        if (cap > KMAP_SLOTS_MAX)
+            return JN_ETOOBIG;
+        int64_t *pids = malloc(cap * sizeof *pids), *last = malloc(cap * sizeof *last);
+        if (!pids || !last) {
+            free(pids);
+            free(last);
+            return JN_ENOMEM;
+        }
+        for (size_t i = 0; i < cap; i++)
+            pids[i] = -1;
+        for (size_t i = 0; i < m->pcap; i++) {
+            if (m->pids[i] < 0)
+                continue;
+            size_t j = pmap_slot(pids, cap, m->pids[i]);
+            pids[j] = m->pids[i];
+            last[j] = m->plast[i];
+        }
+        free(m->pids);
+        free(m->plast);
+        m->pids = pids;
+        m->plast = last;
+        m->pcap = cap;
+    }
+    size_t i = pmap_slot(m->pids, m->pcap, pid);
+    if (m->pids[i] < 0) {
+        m->pids[i] = pid;
+        m->plast[i] = base;
+        m->pcount++;
+    } else if (base > m->plast[i]) {
+        m->plast[i] = base;
+    }
+    return 0;
+}
+
+/* The base offset of producer |pid|'s last batch, or -1. */
+static int64_t pmap_get(const kmap_t *m, int64_t pid)
+{
+    if (!m->pcap)
+        return -1;
+    size_t i = pmap_slot(m->pids, m->pcap, pid);
+    return m->pids[i] < 0 ? -1 : m->plast[i];
 }
 
 static kmap_slot_t *kmap_find(const kmap_t *m, const uint8_t *key, uint32_t len, uint64_t h)
@@ -2085,6 +2157,11 @@ static int map_segment(const jn_plog_t *log, const jn_plog_segment_t *seg, kmap_
     while ((r = scan_next(&s, &bi, &p)) > 0) {
         jn_batch_iter_t it;
         jn_record_t rec;
+        int pr = bi.producer_id >= 0 ? pmap_put(m, bi.producer_id, bi.base_offset) : 0;
+        if (pr < 0) {
+            scan_free(&s);
+            return pr;
+        }
         if (jn_batch_iter_init(&it, p, (size_t)r, false) == 0) {
             int k;
             while ((k = jn_batch_iter_next(&it, &rec)) > 0) {
@@ -2105,9 +2182,14 @@ static int map_segment(const jn_plog_t *log, const jn_plog_segment_t *seg, kmap_
 
 /* Filters one batch into |ob|. Returns the number of records removed (the
  * whole batch appended unchanged when nothing is removed, nothing appended
- * when everything is), or an error from |ob|. */
+ * when everything is), or an error from |ob|. A batch whose records would
+ * all go but which is the last of an idempotent producer (whose newest
+ * timestamp is not older than |producer_cutoff|) stays whole, as Kafka's
+ * cleaner keeps it: its header carries the producer's epoch and last
+ * sequence, which a rebuild of producer state reads (a partly cleaned
+ * batch keeps its header anyway). */
 static int clean_batch(const kmap_t *m, const uint8_t *p, size_t len, int64_t tomb_cutoff,
-                       jn_buf_t *ob)
+                       int64_t producer_cutoff, jn_buf_t *ob)
 {
     jn_batch_iter_t it;
     jn_record_t rec;
@@ -2145,6 +2227,12 @@ static int clean_batch(const kmap_t *m, const uint8_t *p, size_t len, int64_t to
     }
     if (kept == 0) {
         ob->len = start;
+        const jn_batch_info_t *bi = &it.info;
+        if (bi->producer_id >= 0 && bi->max_timestamp >= producer_cutoff &&
+            pmap_get(m, bi->producer_id) == bi->base_offset) {
+            rc = jn_buf_append(ob, p, len);
+            return rc < 0 ? rc : 0;
+        }
         return seen;
     }
     uint8_t *h = ob->data + start;
@@ -2165,6 +2253,7 @@ static int64_t clean_rewrite(const jn_plog_t *log, const jn_plog_segment_t *seg,
                              int64_t tomb_cutoff, jn_plog_segment_t **out)
 {
     jn_plog_segment_t *ns = seg_new(log->dir, seg->base);
+    int64_t producer_cutoff = jn_clock_now(log->clock) - PRODUCER_KEEP_MS;
     char tmp[PATH_MAX];
     int64_t removed = 0;
     int64_t rc = JN_ENOMEM;
@@ -2187,7 +2276,7 @@ static int64_t clean_rewrite(const jn_plog_t *log, const jn_plog_segment_t *seg,
     uint64_t wpos = 0;
     while ((r = scan_next(&s, &bi, &p)) > 0) {
         jn_buf_reset(&ob);
-        int c = clean_batch(m, p, (size_t)r, tomb_cutoff, &ob);
+        int c = clean_batch(m, p, (size_t)r, tomb_cutoff, producer_cutoff, &ob);
         if (c < 0) {
             rc = c;
             goto fail;

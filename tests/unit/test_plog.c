@@ -1046,6 +1046,87 @@ static void test_compaction_close_in_flight(void **state)
 
 /* Retention deletes the segment being rewritten while its fdatasync is in
  * flight: the cleaned file is discarded, the segment stays deleted. */
+/* Appends one batch of idempotent producer |pid| (epoch 0, base sequence
+ * |seq|): one record, key k0, timestamp |ts|. */
+static int64_t put_producer(jn_plog_t *log, int64_t pid, int32_t seq, int64_t ts)
+{
+    jn_buf_t b;
+    jn_buf_init(&b, 1 << 20);
+    jn_batch_builder_t bb;
+    assert_int_equal(jn_batch_builder_begin(&bb, &b), 0);
+    bb.producer_id = pid;
+    bb.producer_epoch = 0;
+    bb.base_sequence = seq;
+    jn_record_t r = {0};
+    r.key = (const uint8_t *)"k0";
+    r.key_len = 2;
+    r.value = (const uint8_t *)"p";
+    r.value_len = 1;
+    r.timestamp = ts;
+    assert_int_equal(jn_batch_builder_add(&bb, &r), 0);
+    assert_true(jn_batch_builder_finish(&bb) > 0);
+    int64_t off = jn_plog_append(log, b.data, b.len);
+    jn_buf_free(&b);
+    return off;
+}
+
+typedef struct pbatches {
+    int64_t pid[64], base[64];
+    int32_t seq[64];
+    int n;
+} pbatches_t;
+
+static int note_producer_batch(const jn_batch_info_t *bi, void *arg)
+{
+    pbatches_t *pb = arg;
+    if (bi->producer_id >= 0 && pb->n < 64) {
+        pb->pid[pb->n] = bi->producer_id;
+        pb->base[pb->n] = bi->base_offset;
+        pb->seq[pb->n++] = bi->base_sequence;
+    }
+    return 0;
+}
+
+/* Compaction keeps the last batch of each idempotent producer whole, even
+ * when a newer record shadows all of it (Kafka's cleaner does the same:
+ * the producer's sequence state is rebuilt from those headers), unless the
+ * producer has been idle for longer than a day. */
+static void test_compaction_keeps_producer_state(void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.segment_bytes = 400;
+    f->cfg.compact = true;
+    int64_t day = 24 * 3600 * 1000LL;
+    f->fc.now = 10 * day;
+    jn_plog_t *log = open_log(f);
+    int64_t old_last = put_producer(log, 9, 0, 8 * day); /* idle for two days */
+    int64_t p7[3];
+    for (int i = 0; i < 3; i++) {
+        p7[i] = put_producer(log, 7, i, 10 * day - 1000 + i);
+        int64_t p8 = put_producer(log, 8, i, 10 * day - 500 + i);
+        assert_true(p8 > p7[i]);
+    }
+    assert_true(put_keys(log, 0, 1, 10 * day, false) > 0); /* the newest k0: no producer */
+    assert_int_equal(jn_plog_roll(log), 0);
+    assert_true(jn_plog_segment_count(log) > 2);
+    assert_true(jn_plog_compact(log) > 0);
+    for (int pass = 0; pass < 2; pass++) {
+        pbatches_t pb = {0};
+        assert_int_equal(jn_plog_scan_headers(log, 0, note_producer_batch, &pb), 0);
+        assert_int_equal(pb.n, 2);
+        assert_int_equal(pb.pid[0], 7);
+        assert_int_equal(pb.base[0], p7[2]);
+        assert_int_equal(pb.seq[0], 2);
+        assert_int_equal(pb.pid[1], 8);
+        assert_int_equal(pb.seq[1], 2);
+        for (int i = 0; i < pb.n; i++)
+            assert_true(pb.base[i] != old_last);
+        jn_plog_close(log);
+        log = open_log(f);
+    }
+    jn_plog_close(log);
+}
+
 static void test_compaction_retention_in_flight(void **state)
 {
     fixture_t *f = *state;
@@ -1302,6 +1383,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roll_by_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_keeps_producer_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction_close_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction_retention_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_bounded, setup, teardown),
