@@ -1,5 +1,5 @@
 /* plog.c - one partition's durable log: segment files, sparse indexes,
- * crash recovery, retention, keyed compaction and group-committed fsync.
+ * crash recovery, retention, keyed compaction (plog_compact.c) and group-committed fsync.
  *
  * Everything the broker stores ends up here, so this file documents the
  * on-disk format byte by byte, and the rules that decide, after a crash,
@@ -163,109 +163,12 @@
 #include "../common/hash.h"
 #include "../common/fs.h"
 #include "../common/log.h"
+#include "plog_int.h"
 
-#define TAIL_MAX ((size_t)1 << 20)   /* in-memory tail buffer cap */
-#define PREALLOC_CHUNK ((uint64_t)1 << 20) /* zeros written ahead of an fsync-always active segment */
-#define ZERO_BUF ((size_t)64 << 10)
-#define SCAN_CHUNK ((size_t)1 << 20) /* read size when scanning a segment */
-#define SCAN_MAX ((size_t)1 << 30)   /* largest stored batch we will read */
-#define IDX_SIZE 8
-#define TIDX_SIZE 12
-#define INDEX_WRITE_RUN 64 /* pending index entries that a flush writes out */
-#define NAME_DIGITS 20
-#define KMAP_KEYS_MAX ((size_t)1 << 30)  /* key bytes held by one compaction */
-#define KMAP_SLOTS_MAX ((size_t)1 << 26) /* slots of the compaction key map */
-/* Compaction keeps an idempotent producer's last batch this long after its
- * newest timestamp (Kafka's producer.id.expiration.ms default). */
-#define PRODUCER_KEEP_MS (24 * 3600 * 1000LL)
-
-typedef struct idx_entry {
-    uint32_t rel; /* batch baseOffset - segment base */
-    uint32_t pos; /* byte position of the batch */
-} idx_entry_t;
-
-typedef struct tidx_entry {
-    int64_t ts;   /* largest timestamp up to and including the batch at rel */
-    uint32_t rel;
-} tidx_entry_t;
-
-struct jn_plog_segment {
-    int refs;             /* the log's reference plus slices and sync jobs */
-    int64_t base;         /* base offset, the file name */
-    int64_t end;          /* offset after the last batch (base when empty) */
-    int64_t last_base;    /* baseOffset of the last batch, -1 when empty */
-    int64_t max_ts;       /* largest batch maxTimestamp, -1 when empty */
-    int64_t created_ms;   /* first append (for segment_ms), -1 when empty */
-    uint64_t file_size;   /* bytes of batches in the .log file */
-    uint64_t alloc_size;  /* active: the file's length, zero-filled past file_size (PREALLOCATION) */
-    uint64_t size;        /* file_size plus the tail when active */
-    uint64_t since_index; /* batch bytes since the last index entry */
-    int fd;               /* .log; immutable while referenced (sync jobs read it) */
-    int idx_fd;           /* .index, open while active only */
-    int tidx_fd;          /* .timeindex, open while active only */
-    idx_entry_t *idx;
-    size_t nidx, idx_cap, idx_written; /* written: entries already in the file */
-    tidx_entry_t *tidx;
-    size_t ntidx, tidx_cap, tidx_written;
-    /* Offsets below are in this file (page cache): stored by the loop after
-     * each write, read by sync jobs on the pool right before fdatasync. */
-    _Atomic int64_t written_end;
-    bool needs_sync;      /* sealed with data no sync job has covered yet */
-    bool prealloc_failed; /* writing zeros ahead failed: stop trying */
-    char path[];          /* "<dir>/<base>" without extension */
-};
-
-/* Up to this many fsync jobs run at once per log. One: on this machine's
- * disk, overlapping fdatasync calls on one file queue behind each other's
- * cache flush, so a second job in flight made each slower and answered
- * fewer publishers per second (fsync always, 64 publishers over REST,
- * 5 interleaved runs each: 42.1 k acked/s with one, 37.9 k with three).
- * A job covers what is in the file when its fdatasync starts (sync_work),
- * not only what was there when it was queued. Other logs sync in
- * parallel on the other pool threads. */
-#define SYNC_PIPELINE 1
-
-typedef struct sync_job {
-    jn_list_t link;             /* in the log's jobs list */
-    uv_work_t req;
-    jn_plog_t *log;             /* NULL once the log is closed */
-    int64_t end;                /* offsets below are durable on success */
-    jn_plog_segment_t **segs;   /* referenced segments to fdatasync */
-    size_t nsegs;
-    int dir_fd;                 /* dup of the directory to fsync, or -1 */
-    int status;                 /* 0 or JN_EIO, set by the worker */
-    int err;                    /* errno of the failure */
-    uint64_t ns;                /* time in the sync calls, set by the worker */
-} sync_job_t;
-
-struct jn_plog {
-    uv_loop_t *loop;
-    char *dir;
-    int dir_fd;
-    jn_plog_config_t cfg;
-    const jn_clock_t *clock;
-    jn_plog_segment_t **segs; /* by base offset; the last is active */
-    size_t nsegs, segs_cap;
-    jn_buf_t tail;            /* appended, not yet written to the active file */
-    int64_t end;              /* next offset to assign */
-    int64_t written_end;      /* offsets below are in the file (page cache) */
-    int64_t durable;          /* offsets below are fsynced */
-    jn_list_t waiters;        /* jn_durable_waiter_t, armed */
-    jn_list_t jobs;           /* sync jobs in flight (at most SYNC_PIPELINE) */
-    size_t njobs;
-    int64_t sync_end;         /* highest end of a job started (in flight or done) */
-    uv_timer_t *timer;        /* INTERVAL policy timer, or NULL */
-    bool interval_due;        /* the interval passed since the last sync job */
-    bool dir_dirty;           /* segment files created since the last dir sync */
-    int64_t cleaned_upto;     /* compaction: sealed segments below this base were cleaned */
-    struct compact_pass *pass; /* maintenance compaction in progress, or NULL */
-    struct clean_job *clean;  /* maintenance segment swap on the thread pool, or NULL */
-    jn_plog_sync_stats_t stats;
-};
 
 /* ---- small I/O helpers -------------------------------------------------- */
 
-static int write_all(int fd, const void *p, size_t n, uint64_t pos)
+int jn__plog_write_all(int fd, const void *p, size_t n, uint64_t pos)
 {
     const uint8_t *s = p;
     while (n > 0) {
@@ -346,13 +249,13 @@ static bool only_zeros(int fd, uint64_t pos, uint64_t end)
     return true;
 }
 
-static int seg_file(const jn_plog_segment_t *seg, const char *ext, char *out, size_t cap)
+int jn__plog_seg_file(const jn_plog_segment_t *seg, const char *ext, char *out, size_t cap)
 {
     int n = snprintf(out, cap, "%s%s", seg->path, ext);
     return n < 0 || (size_t)n >= cap ? JN_EINVAL : 0;
 }
 
-static void fsync_dir(jn_plog_t *log)
+void jn__plog_fsync_dir(jn_plog_t *log)
 {
     if (log->dir_fd >= 0 && fsync(log->dir_fd) != 0)
         jn_warn("plog %s: fsync of directory failed: %s", log->dir, strerror(errno));
@@ -360,7 +263,7 @@ static void fsync_dir(jn_plog_t *log)
 
 /* ---- segments ----------------------------------------------------------- */
 
-static jn_plog_segment_t *seg_new(const char *dir, int64_t base)
+jn_plog_segment_t *jn__plog_seg_new(const char *dir, int64_t base)
 {
     char name[PATH_MAX];
     int n = snprintf(name, sizeof name, "%s/%0*" PRId64, dir, NAME_DIGITS, base);
@@ -400,7 +303,7 @@ static void seg_cut(jn_plog_segment_t *seg)
         seg->alloc_size = seg->file_size;
 }
 
-static void seg_ref(jn_plog_segment_t *seg) { seg->refs++; }
+void jn__plog_seg_ref(jn_plog_segment_t *seg) { seg->refs++; }
 
 void jn_plog_segment_unref(jn_plog_segment_t *seg)
 {
@@ -446,7 +349,7 @@ static int tidx_push(jn_plog_segment_t *seg, int64_t ts, uint32_t rel)
  * summary. The same rule serves appends and rebuilds, so a rebuilt index
  * equals the one written while appending. An index entry that cannot be
  * allocated is skipped: the index is sparse anyway. */
-static void seg_note_batch(jn_plog_segment_t *seg, uint32_t interval, uint64_t pos, size_t size,
+void jn__plog_seg_note_batch(jn_plog_segment_t *seg, uint32_t interval, uint64_t pos, size_t size,
                            const jn_batch_info_t *bi)
 {
     if (bi->max_timestamp > seg->max_ts)
@@ -466,7 +369,7 @@ static void seg_note_batch(jn_plog_segment_t *seg, uint32_t interval, uint64_t p
 
 /* Adds the time entry that seals a segment: its largest timestamp, so a
  * sealed segment's last time entry always holds it. */
-static void seg_seal_time(jn_plog_segment_t *seg)
+void jn__plog_seg_seal_time(jn_plog_segment_t *seg)
 {
     if (seg->last_base >= 0 && (seg->ntidx == 0 || seg->max_ts > seg->tidx[seg->ntidx - 1].ts))
         (void)tidx_push(seg, seg->max_ts, (uint32_t)(seg->last_base - seg->base));
@@ -514,7 +417,7 @@ static void seg_write_indexes(jn_plog_segment_t *seg)
         size_t n = 0, first = seg->idx_written;
         for (; n < 64 && first + n < seg->nidx; n++)
             encode_idx(b + n * IDX_SIZE, &seg->idx[first + n]);
-        if (write_all(seg->idx_fd, b, n * IDX_SIZE, (uint64_t)first * IDX_SIZE) < 0) {
+        if (jn__plog_write_all(seg->idx_fd, b, n * IDX_SIZE, (uint64_t)first * IDX_SIZE) < 0) {
             jn_warn("plog %s.index: write failed: %s", seg->path, strerror(errno));
             break;
         }
@@ -524,7 +427,7 @@ static void seg_write_indexes(jn_plog_segment_t *seg)
         size_t n = 0, first = seg->tidx_written;
         for (; n < 64 && first + n < seg->ntidx; n++)
             encode_tidx(b + n * TIDX_SIZE, &seg->tidx[first + n]);
-        if (write_all(seg->tidx_fd, b, n * TIDX_SIZE, (uint64_t)first * TIDX_SIZE) < 0) {
+        if (jn__plog_write_all(seg->tidx_fd, b, n * TIDX_SIZE, (uint64_t)first * TIDX_SIZE) < 0) {
             jn_warn("plog %s.timeindex: write failed: %s", seg->path, strerror(errno));
             break;
         }
@@ -544,16 +447,16 @@ static void seg_write_indexes_lazily(jn_plog_segment_t *seg)
 
 /* Replaces both index files with the in-memory entries. With |keep_open|
  * the descriptors stay open for appends (active segment). */
-static int seg_rewrite_indexes(jn_plog_segment_t *seg, bool keep_open)
+int jn__plog_seg_rewrite_indexes(jn_plog_segment_t *seg, bool keep_open)
 {
     char name[PATH_MAX];
     int rc = 0;
     seg_close_indexes(seg);
     seg->idx_written = seg->tidx_written = 0;
-    if (seg_file(seg, ".index", name, sizeof name) < 0)
+    if (jn__plog_seg_file(seg, ".index", name, sizeof name) < 0)
         return JN_EIO;
     seg->idx_fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (seg_file(seg, ".timeindex", name, sizeof name) < 0)
+    if (jn__plog_seg_file(seg, ".timeindex", name, sizeof name) < 0)
         return JN_EIO;
     seg->tidx_fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (seg->idx_fd < 0 || seg->tidx_fd < 0) {
@@ -571,7 +474,6 @@ static int seg_rewrite_indexes(jn_plog_segment_t *seg, bool keep_open)
 
 /* ---- reading segment bytes ---------------------------------------------- */
 
-static jn_plog_segment_t *active_seg(const jn_plog_t *log) { return log->segs[log->nsegs - 1]; }
 
 /* Reads [pos, pos + n) of |seg|, from the file and, for the active segment,
  * from the tail buffer beyond the file. */
@@ -599,19 +501,8 @@ static int seg_read(const jn_plog_t *log, const jn_plog_segment_t *seg, void *ds
     return 0;
 }
 
-/* Sequential batch reader over a segment with a chunked buffer. */
-typedef struct scanner {
-    const jn_plog_t *log;
-    const jn_plog_segment_t *seg;
-    uint64_t pos;     /* position of the next batch */
-    uint64_t limit;   /* end of the bytes to scan */
-    uint8_t *buf;
-    size_t cap;
-    uint64_t buf_pos; /* segment position of buf[0] */
-    size_t buf_len;
-} scanner_t;
 
-static void scan_init(scanner_t *s, const jn_plog_t *log, const jn_plog_segment_t *seg,
+void jn__plog_scan_init(scanner_t *s, const jn_plog_t *log, const jn_plog_segment_t *seg,
                       uint64_t pos, uint64_t limit)
 {
     memset(s, 0, sizeof *s);
@@ -621,7 +512,7 @@ static void scan_init(scanner_t *s, const jn_plog_t *log, const jn_plog_segment_
     s->limit = limit;
 }
 
-static void scan_free(scanner_t *s) { free(s->buf); }
+void jn__plog_scan_free(scanner_t *s) { free(s->buf); }
 
 static int scan_fill(scanner_t *s, size_t n)
 {
@@ -650,7 +541,7 @@ static int scan_fill(scanner_t *s, size_t n)
  * at its bytes (valid until the next call), 0 at the end, JN_EPARTIAL when
  * the bytes end inside a batch, JN_EPROTO / JN_ETOOBIG for an invalid
  * header, JN_EIO, JN_ENOMEM. Does not advance: see scan_skip. */
-static int scan_next(scanner_t *s, jn_batch_info_t *bi, const uint8_t **batch)
+int jn__plog_scan_next(scanner_t *s, jn_batch_info_t *bi, const uint8_t **batch)
 {
     if (s->pos >= s->limit)
         return 0;
@@ -673,7 +564,7 @@ static int scan_next(scanner_t *s, jn_batch_info_t *bi, const uint8_t **batch)
     return (int)total;
 }
 
-static void scan_skip(scanner_t *s, size_t n) { s->pos += n; }
+void jn__plog_scan_skip(scanner_t *s, size_t n) { s->pos += n; }
 
 /* Reads and parses the batch header at |pos|; returns its total size. */
 static int read_header(const jn_plog_t *log, const jn_plog_segment_t *seg, uint64_t pos,
@@ -796,7 +687,7 @@ static int load_file(const jn_plog_segment_t *seg, const char *ext, size_t entry
     char name[PATH_MAX];
     *out = NULL;
     *count = 0;
-    if (seg_file(seg, ext, name, sizeof name) < 0)
+    if (jn__plog_seg_file(seg, ext, name, sizeof name) < 0)
         return JN_EIO;
     int fd = open(name, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -867,13 +758,13 @@ static int seg_load_trusted(jn_plog_segment_t *seg)
     uint64_t pos = n ? seg->idx[n - 1].pos : 0;
     int64_t expect = n ? seg->base + seg->idx[n - 1].rel : seg->base;
     scanner_t s;
-    scan_init(&s, NULL, seg, pos, seg->file_size);
+    jn__plog_scan_init(&s, NULL, seg, pos, seg->file_size);
     jn_batch_info_t bi;
     const uint8_t *p;
     int64_t max_ts = tn ? seg->tidx[tn - 1].ts : -1;
     bool first = true;
     int r;
-    while ((r = scan_next(&s, &bi, &p)) > 0) {
+    while ((r = jn__plog_scan_next(&s, &bi, &p)) > 0) {
         /* An entry names its batch exactly; without one, compaction may
          * have removed the segment's first batches. */
         if ((first && n > 0) ? bi.base_offset != expect : bi.base_offset < expect)
@@ -883,9 +774,9 @@ static int seg_load_trusted(jn_plog_segment_t *seg)
         seg->end = expect = bi.base_offset + bi.last_offset_delta + 1;
         if (bi.max_timestamp > max_ts)
             max_ts = bi.max_timestamp;
-        scan_skip(&s, (size_t)r);
+        jn__plog_scan_skip(&s, (size_t)r);
     }
-    scan_free(&s);
+    jn__plog_scan_free(&s);
     if (r != 0 || (first && n > 0))
         goto fail;
     if (tn > 0 && seg->base + seg->tidx[tn - 1].rel > seg->end)
@@ -914,12 +805,12 @@ static int64_t seg_rebuild(const jn_plog_t *log, jn_plog_segment_t *seg, uint64_
     seg->max_ts = -1;
     seg->created_ms = -1;
     scanner_t s;
-    scan_init(&s, log, seg, 0, limit);
+    jn__plog_scan_init(&s, log, seg, 0, limit);
     jn_batch_info_t bi;
     const uint8_t *p;
     int64_t expect = seg->base;
     int r;
-    while ((r = scan_next(&s, &bi, &p)) > 0) {
+    while ((r = jn__plog_scan_next(&s, &bi, &p)) > 0) {
         if (strict ? bi.base_offset != expect : bi.base_offset < expect) {
             r = JN_ECORRUPT;
             break;
@@ -930,12 +821,12 @@ static int64_t seg_rebuild(const jn_plog_t *log, jn_plog_segment_t *seg, uint64_
         }
         if (seg->created_ms < 0)
             seg->created_ms = bi.max_timestamp;
-        seg_note_batch(seg, interval, s.pos, (size_t)r, &bi);
+        jn__plog_seg_note_batch(seg, interval, s.pos, (size_t)r, &bi);
         expect = seg->end;
-        scan_skip(&s, (size_t)r);
+        jn__plog_scan_skip(&s, (size_t)r);
     }
     uint64_t valid = s.pos;
-    scan_free(&s);
+    jn__plog_scan_free(&s);
     if (!strict && r < 0 && r != JN_EIO && r != JN_ENOMEM) {
         /* A sealed segment may end in preallocated zeros when the server
          * stopped before its cut reached the disk (PREALLOCATION); when
@@ -957,7 +848,7 @@ static int64_t seg_rebuild(const jn_plog_t *log, jn_plog_segment_t *seg, uint64_
 static int quarantine(jn_plog_segment_t *seg, uint64_t from)
 {
     char name[PATH_MAX], side[PATH_MAX];
-    if (seg_file(seg, ".log", name, sizeof name) < 0 || seg_file(seg, ".log.damaged", side, sizeof side) < 0)
+    if (jn__plog_seg_file(seg, ".log", name, sizeof name) < 0 || jn__plog_seg_file(seg, ".log.damaged", side, sizeof side) < 0)
         return JN_EIO;
     int out = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0)
@@ -968,7 +859,7 @@ static int quarantine(jn_plog_segment_t *seg, uint64_t from)
         size_t n = seg->file_size - pos < sizeof buf ? (size_t)(seg->file_size - pos) : sizeof buf;
         rc = read_all(seg->fd, buf, n, pos);
         if (rc == 0)
-            rc = write_all(out, buf, n, pos - from);
+            rc = jn__plog_write_all(out, buf, n, pos - from);
         pos += n;
     }
     if (rc == 0 && fdatasync(out) != 0)
@@ -1006,22 +897,22 @@ static int seg_repair(const jn_plog_t *log, jn_plog_segment_t *seg, bool at_open
         seg->file_size = seg->alloc_size = seg->size = (uint64_t)r;
     } else if ((uint64_t)r < seg->file_size) {
         char name[PATH_MAX];
-        if (seg_file(seg, ".log", name, sizeof name) < 0 || truncate(name, (off_t)r) != 0) {
+        if (jn__plog_seg_file(seg, ".log", name, sizeof name) < 0 || truncate(name, (off_t)r) != 0) {
             jn_error("plog %s: cannot cut preallocated zeros: %s", seg->path, strerror(errno));
             return JN_EIO;
         }
         jn_info("plog %s: cut %" PRIu64 " bytes of preallocated zeros", seg->path, seg->file_size - (uint64_t)r);
         seg->file_size = seg->alloc_size = seg->size = (uint64_t)r;
     }
-    seg_seal_time(seg);
-    (void)seg_rewrite_indexes(seg, false);
+    jn__plog_seg_seal_time(seg);
+    (void)jn__plog_seg_rewrite_indexes(seg, false);
     return 0;
 }
 
 static int seg_open_sealed(jn_plog_t *log, jn_plog_segment_t *seg)
 {
     char name[PATH_MAX];
-    if (seg_file(seg, ".log", name, sizeof name) < 0)
+    if (jn__plog_seg_file(seg, ".log", name, sizeof name) < 0)
         return JN_EIO;
     seg->fd = open(name, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -1044,7 +935,7 @@ static int seg_open_sealed(jn_plog_t *log, jn_plog_segment_t *seg)
 static int seg_open_active(jn_plog_t *log, jn_plog_segment_t *seg, bool create)
 {
     char name[PATH_MAX];
-    if (seg_file(seg, ".log", name, sizeof name) < 0)
+    if (jn__plog_seg_file(seg, ".log", name, sizeof name) < 0)
         return JN_EIO;
     seg->fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC | (create ? O_TRUNC : 0), 0644);
     struct stat st;
@@ -1072,7 +963,7 @@ static int seg_open_active(jn_plog_t *log, jn_plog_segment_t *seg, bool create)
     int64_t now = jn_clock_now(log->clock);
     if (seg->created_ms > now)
         seg->created_ms = now;
-    if (seg_rewrite_indexes(seg, true) < 0 && (seg->idx_fd < 0 || seg->tidx_fd < 0))
+    if (jn__plog_seg_rewrite_indexes(seg, true) < 0 && (seg->idx_fd < 0 || seg->tidx_fd < 0))
         return JN_EIO;
     if (create)
         log->dir_dirty = true;
@@ -1248,12 +1139,10 @@ const jn_plog_config_t *jn_plog_config(const jn_plog_t *log) { return &log->cfg;
 
 /* ---- open and close ----------------------------------------------------- */
 
-static void pass_free(jn_plog_t *log);
-static void clean_detach(jn_plog_t *log);
 
 static void log_free(jn_plog_t *log)
 {
-    pass_free(log);
+    jn__plog_pass_free(log);
     for (size_t i = 0; i < log->nsegs; i++)
         jn_plog_segment_unref(log->segs[i]);
     free(log->segs);
@@ -1299,7 +1188,7 @@ int jn_plog_open(uv_loop_t *loop, const char *dir, const jn_plog_config_t *cfg,
     if (rc < 0)
         goto fail;
     for (size_t i = 0; i < (nbases ? nbases : 1); i++) {
-        jn_plog_segment_t *seg = seg_new(dir, nbases ? bases[i] : 0);
+        jn_plog_segment_t *seg = jn__plog_seg_new(dir, nbases ? bases[i] : 0);
         rc = JN_ENOMEM;
         if (!seg || segs_push(log, seg) < 0) {
             free(seg);
@@ -1352,7 +1241,7 @@ void jn_plog_close(jn_plog_t *log)
         job->log = NULL; /* it finishes alone and frees itself */
         log->njobs--;
     }
-    clean_detach(log);
+    jn__plog_clean_detach(log);
     jn_plog_segment_t *act = active_seg(log);
     if (write_tail(log) < 0)
         jn_error("plog %s: %zu bytes lost at close", log->dir, log->tail.len);
@@ -1366,7 +1255,7 @@ void jn_plog_close(jn_plog_t *log)
             jn_error("plog %s.log: fdatasync failed: %s", seg->path, strerror(errno));
     }
     if (log->dir_dirty)
-        fsync_dir(log);
+        jn__plog_fsync_dir(log);
     jn_list_t pending;
     jn_list_init(&pending);
     while (!jn_list_empty(&log->waiters)) {
@@ -1434,7 +1323,7 @@ static int write_tail(jn_plog_t *log)
         return 0;
     jn_plog_segment_t *seg = active_seg(log);
     seg_prealloc(log, seg, seg->file_size + log->tail.len);
-    if (write_all(seg->fd, log->tail.data, log->tail.len, seg->file_size) < 0) {
+    if (jn__plog_write_all(seg->fd, log->tail.data, log->tail.len, seg->file_size) < 0) {
         jn_error("plog %s.log: write failed: %s", seg->path, strerror(errno));
         /* Drop a partial write so the file stays a sequence of batches. */
         seg_cut(seg);
@@ -1459,9 +1348,9 @@ static int roll(jn_plog_t *log)
         return rc;
     if (old->alloc_size > old->file_size)
         seg_cut(old); /* a sealed segment ends with its last batch */
-    seg_seal_time(old);
+    jn__plog_seg_seal_time(old);
     seg_write_indexes(old);
-    jn_plog_segment_t *seg = seg_new(log->dir, log->end);
+    jn_plog_segment_t *seg = jn__plog_seg_new(log->dir, log->end);
     if (!seg)
         return JN_ENOMEM;
     if (segs_push(log, seg) < 0) {
@@ -1521,8 +1410,8 @@ int64_t jn_plog_append_at(jn_plog_t *log, const uint8_t *batch, size_t len, int6
     if (len > TAIL_MAX) {
         /* Larger than the tail: written directly (the tail is empty now). */
         seg_prealloc(log, seg, pos + len);
-        if (write_all(seg->fd, head, sizeof head, pos) < 0 ||
-            write_all(seg->fd, batch + sizeof head, len - sizeof head, pos + sizeof head) < 0) {
+        if (jn__plog_write_all(seg->fd, head, sizeof head, pos) < 0 ||
+            jn__plog_write_all(seg->fd, batch + sizeof head, len - sizeof head, pos + sizeof head) < 0) {
             jn_error("plog %s.log: write failed: %s", seg->path, strerror(errno));
             seg_cut(seg);
             return JN_EIO;
@@ -1539,7 +1428,7 @@ int64_t jn_plog_append_at(jn_plog_t *log, const uint8_t *batch, size_t len, int6
     }
     if (seg->created_ms < 0)
         seg->created_ms = now;
-    seg_note_batch(seg, log->cfg.index_interval_bytes, pos, len, &bi);
+    jn__plog_seg_note_batch(seg, log->cfg.index_interval_bytes, pos, len, &bi);
     seg->size += len;
     log->end = seg->end;
     if (log->tail.len == 0) {
@@ -1670,7 +1559,7 @@ static void maybe_sync(jn_plog_t *log)
     for (size_t i = 0; i < log->nsegs; i++) {
         jn_plog_segment_t *seg = log->segs[i];
         if (seg->needs_sync || i + 1 == log->nsegs) {
-            seg_ref(seg);
+            jn__plog_seg_ref(seg);
             seg->needs_sync = false;
             job->segs[job->nsegs++] = seg;
         }
@@ -1844,7 +1733,7 @@ int jn_plog_slice(jn_plog_t *log, int64_t offset, size_t max_bytes, jn_plog_slic
             break;
         end += (uint64_t)total;
     }
-    seg_ref(seg);
+    jn__plog_seg_ref(seg);
     out->seg = seg;
     out->pos = pos;
     out->len = (size_t)(end - pos);
@@ -1872,12 +1761,12 @@ int64_t jn_plog_offset_for_time(jn_plog_t *log, int64_t ts)
             }
         }
         scanner_t s;
-        scan_init(&s, log, seg, pos, seg->size);
+        jn__plog_scan_init(&s, log, seg, pos, seg->size);
         jn_batch_info_t bi;
         const uint8_t *p;
         int r;
         int64_t found = -1;
-        while (found < 0 && (r = scan_next(&s, &bi, &p)) > 0) {
+        while (found < 0 && (r = jn__plog_scan_next(&s, &bi, &p)) > 0) {
             if (bi.max_timestamp >= ts) {
                 jn_batch_iter_t it;
                 jn_record_t rec;
@@ -1893,9 +1782,9 @@ int64_t jn_plog_offset_for_time(jn_plog_t *log, int64_t ts)
                     }
                 }
             }
-            scan_skip(&s, (size_t)r);
+            jn__plog_scan_skip(&s, (size_t)r);
         }
-        scan_free(&s);
+        jn__plog_scan_free(&s);
         if (found >= 0)
             return found;
     }
@@ -1910,7 +1799,7 @@ static void delete_oldest(jn_plog_t *log)
     static const char *const exts[] = {".log", ".index", ".timeindex"};
     char name[PATH_MAX];
     for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
-        if (seg_file(seg, exts[i], name, sizeof name) == 0 && unlink(name) != 0 && errno != ENOENT)
+        if (jn__plog_seg_file(seg, exts[i], name, sizeof name) == 0 && unlink(name) != 0 && errno != ENOENT)
             jn_warn("plog %s: unlink failed: %s", name, strerror(errno));
     memmove(log->segs, log->segs + 1, (log->nsegs - 1) * sizeof *log->segs);
     log->nsegs--;
@@ -1920,8 +1809,6 @@ static void delete_oldest(jn_plog_t *log)
     jn_plog_segment_unref(seg);
 }
 
-static int64_t compact(jn_plog_t *log, int *rewritten);
-static int compact_step(jn_plog_t *log);
 
 int jn_plog_delete_before(jn_plog_t *log, int64_t offset)
 {
@@ -1936,8 +1823,9 @@ int jn_plog_delete_before(jn_plog_t *log, int64_t offset)
 /* Maintenance runs on the loop thread (a broker timer), so each call does
  * a bounded amount of work and leaves the rest to the next tick:
  *   - retention deletes at most MAINTAIN_DELETE_MAX segments (unlinks);
- *   - compaction advances by one step (compact_step): either map the keys
- *     of up to MAINTAIN_MAP_BYTES of segments (at least one segment), or
+ *   - compaction advances by one step (jn__plog_compact_step in
+ *     plog_compact.c): either map the keys of up to MAINTAIN_MAP_BYTES of
+ *     segments (at least one segment), or
  *     rewrite one sealed segment into its .cleaned file (reads and writes
  *     in the page cache). Its fdatasync and the directory fsync after the
  *     rename run on the thread pool (a clean job, see DURABILITY); no step
@@ -1945,7 +1833,6 @@ int jn_plog_delete_before(jn_plog_t *log, int64_t offset)
  * A big compaction therefore takes many ticks but stalls the loop for at
  * most one segment's read and rewrite at a time, and never for an fsync. */
 #define MAINTAIN_DELETE_MAX 64
-#define MAINTAIN_MAP_BYTES ((uint64_t)64 << 20)
 
 int jn_plog_maintain(jn_plog_t *log)
 {
@@ -1970,741 +1857,10 @@ int jn_plog_maintain(jn_plog_t *log)
             n++;
         }
     }
-    int rewritten = compact_step(log);
+    int rewritten = jn__plog_compact_step(log);
     if (rewritten > 0)
         n += rewritten;
     return n;
-}
-
-/* ---- compaction --------------------------------------------------------- */
-
-/* key -> latest offset. Keys are copied into one arena (offsets into it, so
- * the arena may move); open addressing with linear probing. */
-typedef struct kmap_slot {
-    uint64_t hash;
-    int64_t offset; /* -1: empty slot */
-    size_t key_pos;
-    uint32_t key_len;
-} kmap_slot_t;
-
-typedef struct kmap {
-    kmap_slot_t *slots;
-    size_t cap, count;
-    jn_buf_t keys;
-    /* producer id -> base offset of its last batch (open addressing, -1 =
-     * empty slot): the batch compaction must not remove whole. */
-    int64_t *pids, *plast;
-    size_t pcap, pcount;
-} kmap_t;
-
-static int kmap_init(kmap_t *m)
-{
-    m->cap = 1024;
-    m->count = 0;
-    m->pids = m->plast = NULL;
-    m->pcap = m->pcount = 0;
-    jn_buf_init(&m->keys, KMAP_KEYS_MAX);
-    m->slots = malloc(m->cap * sizeof *m->slots);
-    if (!m->slots)
-        return JN_ENOMEM;
-    for (size_t i = 0; i < m->cap; i++)
-        m->slots[i].offset = -1;
-    return 0;
-}
-
-static void kmap_free(kmap_t *m)
-{
-    free(m->slots);
-    jn_buf_free(&m->keys);
-    free(m->pids);
-    free(m->plast);
-}
-
-static size_t pmap_slot(const int64_t *pids, size_t cap, int64_t pid)
-{
-    size_t i = (size_t)((uint64_t)pid * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
-    while (pids[i] >= 0 && pids[i] != pid)
-        i = (i + 1) & (cap - 1);
-    return i;
-}
-
-/* Notes that producer |pid| wrote the batch at |base| (the highest wins). */
-static int pmap_put(kmap_t *m, int64_t pid, int64_t base)
-{
-    if ((m->pcount + 1) * 2 > m->pcap) {
-        size_t cap = m->pcap ? m->pcap * 2 : 64;
-        if (cap > KMAP_SLOTS_MAX)
-            return JN_ETOOBIG;
-        int64_t *pids = malloc(cap * sizeof *pids), *last = malloc(cap * sizeof *last);
-        if (!pids || !last) {
-            free(pids);
-            free(last);
-            return JN_ENOMEM;
-        }
-        for (size_t i = 0; i < cap; i++)
-            pids[i] = -1;
-        for (size_t i = 0; i < m->pcap; i++) {
-            if (m->pids[i] < 0)
-                continue;
-            size_t j = pmap_slot(pids, cap, m->pids[i]);
-            pids[j] = m->pids[i];
-            last[j] = m->plast[i];
-        }
-        free(m->pids);
-        free(m->plast);
-        m->pids = pids;
-        m->plast = last;
-        m->pcap = cap;
-    }
-    size_t i = pmap_slot(m->pids, m->pcap, pid);
-    if (m->pids[i] < 0) {
-        m->pids[i] = pid;
-        m->plast[i] = base;
-        m->pcount++;
-    } else if (base > m->plast[i]) {
-        m->plast[i] = base;
-    }
-    return 0;
-}
-
-/* The base offset of producer |pid|'s last batch, or -1. */
-static int64_t pmap_get(const kmap_t *m, int64_t pid)
-{
-    if (!m->pcap)
-        return -1;
-    size_t i = pmap_slot(m->pids, m->pcap, pid);
-    return m->pids[i] < 0 ? -1 : m->plast[i];
-}
-
-static kmap_slot_t *kmap_find(const kmap_t *m, const uint8_t *key, uint32_t len, uint64_t h)
-{
-    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        kmap_slot_t *s = &m->slots[i];
-        if (s->offset < 0)
-            return s;
-        if (s->hash == h && s->key_len == len && memcmp(m->keys.data + s->key_pos, key, len) == 0)
-            return s;
-    }
-}
-
-static int kmap_grow(kmap_t *m)
-{
-    size_t cap = m->cap * 2;
-    if (cap > KMAP_SLOTS_MAX)
-        return JN_ETOOBIG;
-    kmap_slot_t *old = m->slots;
-    size_t old_cap = m->cap;
-    m->slots = malloc(cap * sizeof *m->slots);
-    if (!m->slots) {
-        m->slots = old;
-        return JN_ENOMEM;
-    }
-    m->cap = cap;
-    for (size_t i = 0; i < cap; i++)
-        m->slots[i].offset = -1;
-    for (size_t i = 0; i < old_cap; i++) {
-        if (old[i].offset < 0)
-            continue;
-        size_t j = old[i].hash & (cap - 1);
-        while (m->slots[j].offset >= 0)
-            j = (j + 1) & (cap - 1);
-        m->slots[j] = old[i];
-    }
-    free(old);
-    return 0;
-}
-
-static int kmap_put(kmap_t *m, const uint8_t *key, uint32_t len, int64_t offset)
-{
-    uint64_t h = jn_fnv1a(key, len);
-    kmap_slot_t *s = kmap_find(m, key, len, h);
-    if (s->offset >= 0) {
-        if (offset > s->offset)
-            s->offset = offset;
-        return 0;
-    }
-    if ((m->count + 1) * 2 > m->cap) {
-        int rc = kmap_grow(m);
-        if (rc < 0)
-            return rc;
-        s = kmap_find(m, key, len, h);
-    }
-    size_t pos = m->keys.len;
-    int rc = jn_buf_append(&m->keys, key, len);
-    if (rc < 0)
-        return rc;
-    *s = (kmap_slot_t){h, offset, pos, len};
-    m->count++;
-    return 0;
-}
-
-static int64_t kmap_get(const kmap_t *m, const uint8_t *key, uint32_t len)
-{
-    kmap_slot_t *s = kmap_find(m, key, len, jn_fnv1a(key, len));
-    return s->offset;
-}
-
-/* Records the latest offset of every key in |seg|. Batches that cannot be
- * iterated (compressed, malformed) contribute nothing: records they shadow
- * are kept, which is safe. */
-static int map_segment(const jn_plog_t *log, const jn_plog_segment_t *seg, kmap_t *m)
-{
-    scanner_t s;
-    scan_init(&s, log, seg, 0, seg->size);
-    jn_batch_info_t bi;
-    const uint8_t *p;
-    int r;
-    while ((r = scan_next(&s, &bi, &p)) > 0) {
-        jn_batch_iter_t it;
-        jn_record_t rec;
-        int pr = bi.producer_id >= 0 ? pmap_put(m, bi.producer_id, bi.base_offset) : 0;
-        if (pr < 0) {
-            scan_free(&s);
-            return pr;
-        }
-        if (jn_batch_iter_init(&it, p, (size_t)r, false) == 0) {
-            int k;
-            while ((k = jn_batch_iter_next(&it, &rec)) > 0) {
-                if (!rec.key)
-                    continue;
-                k = kmap_put(m, rec.key, (uint32_t)rec.key_len, rec.offset);
-                if (k < 0) {
-                    scan_free(&s);
-                    return k;
-                }
-            }
-        }
-        scan_skip(&s, (size_t)r);
-    }
-    scan_free(&s);
-    return r < 0 ? JN_EIO : 0;
-}
-
-/* Filters one batch into |ob|. Returns the number of records removed (the
- * whole batch appended unchanged when nothing is removed, nothing appended
- * when everything is), or an error from |ob|. A batch whose records would
- * all go but which is the last of an idempotent producer (whose newest
- * timestamp is not older than |producer_cutoff|) stays whole, as Kafka's
- * cleaner keeps it: its header carries the producer's epoch and last
- * sequence, which a rebuild of producer state reads (a partly cleaned
- * batch keeps its header anyway). */
-static int clean_batch(const kmap_t *m, const uint8_t *p, size_t len, int64_t tomb_cutoff,
-                       int64_t producer_cutoff, jn_buf_t *ob)
-{
-    jn_batch_iter_t it;
-    jn_record_t rec;
-    if (jn_batch_iter_init(&it, p, len, false) < 0 || (it.info.attributes & JN_BATCH_CONTROL))
-        return jn_buf_append(ob, p, len);
-    size_t start = ob->len;
-    int rc = jn_buf_append(ob, p, JN_BATCH_HEADER_SIZE);
-    if (rc < 0)
-        return rc;
-    int32_t kept = 0, seen = 0;
-    const uint8_t *rp = it.p;
-    int k;
-    while ((k = jn_batch_iter_next(&it, &rec)) > 0) {
-        seen++;
-        bool keep = true;
-        if (rec.key) {
-            if (kmap_get(m, rec.key, (uint32_t)rec.key_len) != rec.offset)
-                keep = false;
-            else if (!rec.value && rec.timestamp < tomb_cutoff)
-                keep = false;
-        }
-        if (keep) {
-            /* Deltas are relative to the unchanged header: copy verbatim. */
-            rc = jn_buf_append(ob, rp, (size_t)(it.p - rp));
-            if (rc < 0)
-                return rc;
-            kept++;
-        }
-        rp = it.p;
-    }
-    if (k < 0 || kept == seen) {
-        ob->len = start;
-        rc = jn_buf_append(ob, p, len);
-        return rc < 0 ? rc : 0;
-    }
-    if (kept == 0) {
-        ob->len = start;
-        const jn_batch_info_t *bi = &it.info;
-        if (bi->producer_id >= 0 && bi->max_timestamp >= producer_cutoff &&
-            pmap_get(m, bi->producer_id) == bi->base_offset) {
-            rc = jn_buf_append(ob, p, len);
-            return rc < 0 ? rc : 0;
-        }
-        return seen;
-    }
-    uint8_t *h = ob->data + start;
-    size_t total = ob->len - start;
-    jn_store_be32(h + 8, (uint32_t)(total - JN_BATCH_LOG_OVERHEAD));
-    jn_store_be32(h + 57, (uint32_t)kept);
-    jn_store_be32(h + 17, jn_crc32c(0, h + 21, total - 21));
-    return seen - kept;
-}
-
-/* Rewrites sealed segment |seg| without the records compaction removes
- * into <base>.log.cleaned, in the page cache only: the file is neither
- * synced nor renamed. Returns the number of records removed with *out set
- * to the new segment (one reference, its fd open on the cleaned file, its
- * indexes in memory only), 0 when nothing is removed (*out NULL, no file
- * left behind), or an error. */
-static int64_t clean_rewrite(const jn_plog_t *log, const jn_plog_segment_t *seg, const kmap_t *m,
-                             int64_t tomb_cutoff, jn_plog_segment_t **out)
-{
-    jn_plog_segment_t *ns = seg_new(log->dir, seg->base);
-    int64_t producer_cutoff = jn_clock_now(log->clock) - PRODUCER_KEEP_MS;
-    char tmp[PATH_MAX];
-    int64_t removed = 0;
-    int64_t rc = JN_ENOMEM;
-    jn_buf_t ob;
-    jn_buf_init(&ob, SCAN_MAX);
-    scanner_t s;
-    scan_init(&s, log, seg, 0, seg->size);
-    *out = NULL;
-    if (!ns)
-        goto fail;
-    rc = JN_EIO;
-    if (seg_file(seg, ".log.cleaned", tmp, sizeof tmp) < 0)
-        goto fail;
-    ns->fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (ns->fd < 0)
-        goto fail;
-    jn_batch_info_t bi;
-    const uint8_t *p;
-    int r;
-    uint64_t wpos = 0;
-    while ((r = scan_next(&s, &bi, &p)) > 0) {
-        jn_buf_reset(&ob);
-        int c = clean_batch(m, p, (size_t)r, tomb_cutoff, producer_cutoff, &ob);
-        if (c < 0) {
-            rc = c;
-            goto fail;
-        }
-        removed += c;
-        scan_skip(&s, (size_t)r);
-        if (ob.len == 0)
-            continue;
-        jn_batch_info_t obi;
-        if (jn_batch_parse(ob.data, ob.len, SCAN_MAX, &obi) != (int)ob.len)
-            goto fail;
-        if (write_all(ns->fd, ob.data, ob.len, wpos) < 0)
-            goto fail;
-        seg_note_batch(ns, log->cfg.index_interval_bytes, wpos, ob.len, &obi);
-        wpos += ob.len;
-    }
-    if (r < 0)
-        goto fail;
-    if (removed == 0) {
-        rc = 0;
-        goto fail; /* nothing to replace: discard the copy */
-    }
-    ns->file_size = ns->alloc_size = ns->size = wpos;
-    ns->end = seg->end; /* offsets up to the next segment stay this segment's */
-    seg_seal_time(ns);
-    scan_free(&s);
-    jn_buf_free(&ob);
-    *out = ns;
-    return removed;
-fail:
-    if (ns && ns->fd >= 0)
-        (void)unlink(tmp);
-    if (rc < 0)
-        jn_error("plog %s: compaction of segment %" PRId64 " failed: %s", log->dir, seg->base,
-                 jn_strerror((int)rc));
-    jn_plog_segment_unref(ns);
-    scan_free(&s);
-    jn_buf_free(&ob);
-    return rc;
-}
-
-/* Drops a cleaned segment that will not be installed, and its file. */
-static void clean_discard(jn_plog_segment_t *ns)
-{
-    char tmp[PATH_MAX];
-    if (seg_file(ns, ".log.cleaned", tmp, sizeof tmp) == 0)
-        (void)unlink(tmp);
-    jn_plog_segment_unref(ns);
-}
-
-/* Puts cleaned segment |ns|, its file already synced, in place of segment
- * |si|: unlinks the old indexes, renames the cleaned file over the .log and
- * swaps the segments, taking over the reference to |ns|. The log's
- * reference to the old segment is dropped; readers that hold one keep
- * reading the old file through its descriptor. Neither the directory nor
- * the new indexes are written: the caller does both, in that order (new
- * indexes must never be found next to the old .log after a crash). On
- * failure |ns| and its file are discarded. Returns 0 or JN_EIO. */
-static int clean_swap(jn_plog_t *log, size_t si, jn_plog_segment_t *ns, int64_t removed)
-{
-    jn_plog_segment_t *seg = log->segs[si];
-    char tmp[PATH_MAX], name[PATH_MAX], iname[PATH_MAX];
-    if (seg_file(seg, ".log.cleaned", tmp, sizeof tmp) < 0 || seg_file(seg, ".log", name, sizeof name) < 0)
-        goto fail;
-    /* Indexes go first: a crash before the new ones exist leaves none,
-     * which recovery rebuilds, never old ones pointing into the new file. */
-    if (seg_file(seg, ".index", iname, sizeof iname) == 0)
-        (void)unlink(iname);
-    if (seg_file(seg, ".timeindex", iname, sizeof iname) == 0)
-        (void)unlink(iname);
-    if (rename(tmp, name) != 0)
-        goto fail;
-    log->segs[si] = ns;
-    jn_plog_segment_unref(seg);
-    jn_info("plog %s: compacted segment %" PRId64 ", %" PRId64 " records removed", log->dir,
-            ns->base, removed);
-    return 0;
-fail:
-    jn_error("plog %s: compaction of segment %" PRId64 " failed: rename: %s", log->dir, seg->base,
-             strerror(errno));
-    clean_discard(ns);
-    return JN_EIO;
-}
-
-/* jn_plog_compact's rewrite of segment |si|, fsyncs included, all on the
- * calling thread. Returns the number of records removed, or an error. */
-static int64_t clean_segment_now(jn_plog_t *log, size_t si, const kmap_t *m, int64_t tomb_cutoff)
-{
-    jn_plog_segment_t *ns;
-    int64_t removed = clean_rewrite(log, log->segs[si], m, tomb_cutoff, &ns);
-    if (removed <= 0)
-        return removed;
-    if (fdatasync(ns->fd) != 0) {
-        jn_error("plog %s: compaction of segment %" PRId64 " failed: fdatasync: %s", log->dir,
-                 ns->base, strerror(errno));
-        clean_discard(ns);
-        return JN_EIO;
-    }
-    if (clean_swap(log, si, ns, removed) < 0)
-        return JN_EIO;
-    fsync_dir(log);
-    (void)seg_rewrite_indexes(ns, false);
-    return removed;
-}
-
-/* A maintenance segment swap, the part of a compaction step that must wait
- * for the disk. Phase 1 fdatasyncs the cleaned file on the thread pool; its
- * completion, on the loop, renames the file into place and swaps the
- * segments; phase 2 fsyncs the directory on the thread pool; its completion
- * writes the new indexes. At most one per log (log->clean): the next
- * compaction step waits for it. Like a sync job it outlives
- * jn_plog_close, finishing alone with log NULL. */
-typedef struct clean_job {
-    uv_work_t req;
-    jn_plog_t *log;         /* NULL once the log is closed */
-    jn_plog_segment_t *old; /* phase 1: reference to the segment being replaced */
-    jn_plog_segment_t *ns;  /* the cleaned segment: owned in phase 1, a reference in phase 2 */
-    int64_t removed;        /* records removed, for the log */
-    int fd;                 /* phase 1: the cleaned file (ns->fd) */
-    int dir_fd;             /* phase 2: dup of the directory, or -1 */
-    bool renamed;           /* phase 2 */
-    int status;             /* 0 or JN_EIO, set by the worker */
-    int err;                /* errno of the failure */
-} clean_job_t;
-
-static void clean_job_free(clean_job_t *job)
-{
-    jn_plog_segment_unref(job->old);
-    jn_plog_segment_unref(job->ns);
-    if (job->dir_fd >= 0)
-        close(job->dir_fd);
-    free(job);
-}
-
-static void clean_work(uv_work_t *req)
-{
-    clean_job_t *job = jn_container_of(req, clean_job_t, req);
-    int rc = job->renamed ? fsync(job->dir_fd) : fdatasync(job->fd);
-    if (rc != 0) {
-        job->status = JN_EIO;
-        job->err = errno;
-    }
-}
-
-static void clean_after(uv_work_t *req, int status);
-
-/* Index of |seg| in the log, nsegs when it is no longer there. The caller
- * holds a reference, so the pointer cannot have been reused. */
-static size_t seg_position(const jn_plog_t *log, const jn_plog_segment_t *seg)
-{
-    size_t i = 0;
-    while (i < log->nsegs && log->segs[i] != seg)
-        i++;
-    return i;
-}
-
-/* Phase 1 completed: install the cleaned segment and start phase 2. */
-static void clean_install(jn_plog_t *log, clean_job_t *job)
-{
-    jn_plog_segment_t *ns = job->ns;
-    size_t si = seg_position(log, job->old);
-    job->ns = NULL;
-    if (job->status < 0) {
-        jn_error("plog %s: compaction of segment %" PRId64 " failed: fdatasync: %s", log->dir,
-                 ns->base, job->err ? strerror(job->err) : "cancelled");
-        clean_discard(ns);
-        pass_free(log); /* starts over on a later step */
-        goto done;
-    }
-    if (si == log->nsegs) {
-        /* Retention deleted the segment meanwhile: nothing to replace. */
-        clean_discard(ns);
-        goto done;
-    }
-    if (clean_swap(log, si, ns, job->removed) < 0) {
-        pass_free(log);
-        goto done;
-    }
-    seg_ref(ns);
-    job->ns = ns;
-    jn_plog_segment_unref(job->old);
-    job->old = NULL;
-    job->renamed = true;
-    job->dir_fd = dup(log->dir_fd);
-    if (job->dir_fd >= 0 && uv_queue_work(log->loop, &job->req, clean_work, clean_after) == 0)
-        return;
-    /* Left to the next sync job; the new indexes to recovery. */
-    jn_error("plog %s: cannot queue the directory fsync of a compaction", log->dir);
-    log->dir_dirty = true;
-done:
-    log->clean = NULL;
-    clean_job_free(job);
-}
-
-/* Phase 2 completed: the rename is durable, the new indexes may exist. */
-static void clean_finish(jn_plog_t *log, clean_job_t *job)
-{
-    log->clean = NULL;
-    if (job->status < 0) {
-        jn_error("plog %s: fsync of directory failed: %s", log->dir,
-                 job->err ? strerror(job->err) : "cancelled");
-        log->dir_dirty = true; /* the next sync job retries; the indexes are left to recovery */
-    } else if (seg_position(log, job->ns) < log->nsegs) {
-        (void)seg_rewrite_indexes(job->ns, false);
-    }
-    clean_job_free(job);
-}
-
-static void clean_after(uv_work_t *req, int status)
-{
-    clean_job_t *job = jn_container_of(req, clean_job_t, req);
-    jn_plog_t *log = job->log;
-    if (status != 0 && job->status == 0)
-        job->status = JN_EIO;
-    if (!log) {
-        /* Closed meanwhile. Before the rename, the .cleaned file is a
-         * leftover that the next open deletes (it may already have: a new
-         * log of this directory may own that name now, so it is not
-         * touched). After it, only the indexes are missing: rebuilt. */
-        clean_job_free(job);
-        return;
-    }
-    if (job->renamed)
-        clean_finish(log, job);
-    else
-        clean_install(log, job);
-}
-
-/* Starts phase 1 for cleaned segment |ns| replacing segment |si|; takes
- * |ns| (discarded on failure). Returns 0, JN_ENOMEM or JN_EIO. */
-static int clean_start(jn_plog_t *log, size_t si, jn_plog_segment_t *ns, int64_t removed)
-{
-    clean_job_t *job = calloc(1, sizeof *job);
-    if (!job) {
-        clean_discard(ns);
-        return JN_ENOMEM;
-    }
-    job->log = log;
-    job->old = log->segs[si];
-    seg_ref(job->old);
-    job->removed = removed;
-    job->fd = ns->fd;
-    job->dir_fd = -1;
-    if (uv_queue_work(log->loop, &job->req, clean_work, clean_after) != 0) {
-        jn_error("plog %s: cannot queue the fdatasync of a compaction", log->dir);
-        clean_discard(ns);
-        clean_job_free(job);
-        return JN_EIO;
-    }
-    job->ns = ns;
-    log->clean = job;
-    return 0;
-}
-
-/* jn_plog_close: a swap in flight finishes alone. */
-static void clean_detach(jn_plog_t *log)
-{
-    if (log->clean) {
-        log->clean->log = NULL;
-        log->clean = NULL;
-    }
-}
-
-/* True while |seg| is being replaced by a swap in flight (phase 1). */
-static bool clean_busy(const jn_plog_t *log, const jn_plog_segment_t *seg)
-{
-    return log->clean && log->clean->old == seg;
-}
-
-static int64_t compact(jn_plog_t *log, int *rewritten)
-{
-    *rewritten = 0;
-    pass_free(log); /* this full pass supersedes a stepwise one */
-    if (log->nsegs < 2)
-        return 0;
-    kmap_t m;
-    int64_t rc = kmap_init(&m);
-    if (rc < 0)
-        goto done;
-    for (size_t i = 0; i < log->nsegs; i++) {
-        rc = map_segment(log, log->segs[i], &m);
-        if (rc < 0)
-            goto done;
-    }
-    int64_t cutoff = jn_clock_now(log->clock) - log->cfg.delete_retention_ms;
-    int64_t removed = 0;
-    for (size_t i = 0; i + 1 < log->nsegs; i++) {
-        /* A swap in flight replaces it anyway; the next pass cleans it. */
-        if (clean_busy(log, log->segs[i]))
-            continue;
-        rc = clean_segment_now(log, i, &m, cutoff);
-        if (rc < 0)
-            goto done;
-        if (rc > 0)
-            (*rewritten)++;
-        removed += rc;
-    }
-    log->cleaned_upto = active_seg(log)->base;
-    rc = removed;
-done:
-    kmap_free(&m);
-    return rc;
-}
-
-/* ---- compaction in steps (maintenance) -----------------------------------
- *
- * jn_plog_maintain compacts in steps, one per call, so that the loop never
- * stalls on a whole log (jn_plog_compact, for tests and admin, still does
- * everything at once, fsyncs included, on the calling thread). A pass cleans the segments that were sealed when it
- * started (base below end_base). Phase 1 maps key -> latest offset over the
- * segments in order, the pass's and any newer ones (the active one last, up
- * to its size then), at least one segment and up to MAINTAIN_MAP_BYTES per
- * step. Phase 2 rewrites one segment of the pass per step. Meanwhile the
- * log keeps growing and retention may delete segments; that is safe:
- *   - every key of a segment the pass rewrites is in the map: a sealed
- *     segment does not change between being mapped and being rewritten;
- *   - a mapped offset is at most the key's true latest offset (newer
- *     records may have come since), so a record below it is obsolete for
- *     sure; the mapped record itself is kept even if something newer
- *     exists, and the next pass removes it;
- *   - progress is kept as a base offset, not an index, so segments deleted
- *     or replaced meanwhile do not shift it.
- * A phase 2 step leaves the rewritten segment to a clean job (clean_job_t):
- * until the loop installs it, reads go to the old segment, which the job
- * references, and the pass waits. If retention deletes that segment
- * meanwhile the job discards its file instead of renaming it (which would
- * bring the segment back); if the log is closed the job finishes alone and
- * the .cleaned file is left for the next open to delete (RECOVERY 1).
- * The map lives in the log between steps (capped as in compact()). */
-typedef struct compact_pass {
-    kmap_t map;
-    int64_t end_base;  /* segments below this base were sealed at the start */
-    int64_t next_base; /* the next segment to map (phase 1) or clean (phase 2) */
-    bool cleaning;     /* phase 2 */
-    int64_t cutoff;    /* tombstones older than this go (fixed when phase 2 starts) */
-} compact_pass_t;
-
-static void pass_free(jn_plog_t *log)
-{
-    if (!log->pass)
-        return;
-    kmap_free(&log->pass->map);
-    free(log->pass);
-    log->pass = NULL;
-}
-
-/* Index of the first segment whose base is >= |base| (nsegs when none). */
-static size_t seg_from(const jn_plog_t *log, int64_t base)
-{
-    size_t i = 0;
-    while (i < log->nsegs && log->segs[i]->base < base)
-        i++;
-    return i;
-}
-
-/* One step; returns the number of segments rewritten (0 or 1), or an error
- * (the pass is dropped and starts over on a later call). */
-static int compact_step(jn_plog_t *log)
-{
-    if (!log->cfg.compact) {
-        pass_free(log);
-        return 0;
-    }
-    if (log->clean)
-        return 0; /* one swap at a time: the pass resumes once it is done */
-    compact_pass_t *cp = log->pass;
-    if (!cp) {
-        /* Nothing sealed since the last pass: nothing new to clean. */
-        if (log->nsegs < 2 || log->segs[log->nsegs - 2]->base < log->cleaned_upto)
-            return 0;
-        cp = calloc(1, sizeof *cp);
-        if (!cp)
-            return JN_ENOMEM;
-        if (kmap_init(&cp->map) < 0) {
-            kmap_free(&cp->map);
-            free(cp);
-            return JN_ENOMEM;
-        }
-        cp->end_base = active_seg(log)->base;
-        cp->next_base = INT64_MIN;
-        log->pass = cp;
-    }
-    if (!cp->cleaning) {
-        uint64_t mapped = 0;
-        size_t i = seg_from(log, cp->next_base);
-        for (; i < log->nsegs && mapped < MAINTAIN_MAP_BYTES; i++) {
-            jn_plog_segment_t *seg = log->segs[i];
-            int rc = map_segment(log, seg, &cp->map);
-            if (rc < 0) {
-                jn_error("plog %s: compaction: mapping segment %" PRId64 " failed: %s", log->dir, seg->base,
-                         jn_strerror(rc));
-                pass_free(log);
-                return rc;
-            }
-            mapped += seg->size + 1; /* + 1: empty segments count too */
-            cp->next_base = seg->base + 1;
-        }
-        if (i < log->nsegs)
-            return 0; /* more to map on the next call */
-        cp->cleaning = true;
-        cp->next_base = INT64_MIN;
-        cp->cutoff = jn_clock_now(log->clock) - log->cfg.delete_retention_ms;
-        return 0;
-    }
-    size_t i = seg_from(log, cp->next_base);
-    if (i + 1 >= log->nsegs || log->segs[i]->base >= cp->end_base) {
-        log->cleaned_upto = cp->end_base;
-        pass_free(log);
-        return 0;
-    }
-    cp->next_base = log->segs[i]->base + 1;
-    jn_plog_segment_t *ns;
-    int64_t rc = clean_rewrite(log, log->segs[i], &cp->map, cp->cutoff, &ns);
-    if (rc > 0) {
-        int sr = clean_start(log, i, ns, rc);
-        rc = sr < 0 ? sr : 1;
-    }
-    if (rc < 0) {
-        pass_free(log);
-        return (int)rc;
-    }
-    return (int)rc;
-}
-
-int64_t jn_plog_compact(jn_plog_t *log)
-{
-    int rewritten;
-    return compact(log, &rewritten);
 }
 
 /* ---- producer-state scan (kafka) ----------------------------------------
