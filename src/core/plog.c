@@ -350,7 +350,7 @@ static int tidx_push(jn_plog_segment_t *seg, int64_t ts, uint32_t rel)
  * equals the one written while appending. An index entry that cannot be
  * allocated is skipped: the index is sparse anyway. */
 void jn__plog_seg_note_batch(jn_plog_segment_t *seg, uint32_t interval, uint64_t pos, size_t size,
-                           const jn_batch_info_t *bi)
+                             const jn_batch_info_t *bi)
 {
     if (bi->max_timestamp > seg->max_ts)
         seg->max_ts = bi->max_timestamp;
@@ -503,7 +503,7 @@ static int seg_read(const jn_plog_t *log, const jn_plog_segment_t *seg, void *ds
 
 
 void jn__plog_scan_init(scanner_t *s, const jn_plog_t *log, const jn_plog_segment_t *seg,
-                      uint64_t pos, uint64_t limit)
+                        uint64_t pos, uint64_t limit)
 {
     memset(s, 0, sizeof *s);
     s->log = log;

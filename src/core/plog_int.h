@@ -126,18 +126,20 @@ static inline jn_plog_segment_t *active_seg(const jn_plog_t *log) { return log->
 
 /* pwrite(2) of all |n| bytes at |pos|; 0 or JN_EIO. */
 int jn__plog_write_all(int fd, const void *p, size_t n, uint64_t pos);
-/* "<seg path><ext>" into |out|; 0 or JN_ETOOBIG. */
+/* "<seg path><ext>" into |out|; 0 or JN_EINVAL when it does not fit. */
 int jn__plog_seg_file(const jn_plog_segment_t *seg, const char *ext, char *out, size_t cap);
 /* fsync of the log's directory (errors logged). */
 void jn__plog_fsync_dir(jn_plog_t *log);
-/* A segment of |dir| at |base|, no file open yet, one reference; NULL on ENOMEM. */
+/* A segment of |dir| at |base|, no file open yet, one reference; NULL when
+ * out of memory or the path is too long. */
 jn_plog_segment_t *jn__plog_seg_new(const char *dir, int64_t base);
 void jn__plog_seg_ref(jn_plog_segment_t *seg);
 /* Accounts the batch |bi| of |size| bytes written at |pos|: sizes, end
  * offset, timestamps and the in-memory index entries (|interval| bytes). */
 void jn__plog_seg_note_batch(jn_plog_segment_t *seg, uint32_t interval, uint64_t pos, size_t size,
                              const jn_batch_info_t *bi);
-/* Closes the time index of a sealed segment with its largest timestamp. */
+/* Adds the time entry that seals a segment: its largest timestamp, so a
+ * sealed segment's last time entry always holds it. */
 void jn__plog_seg_seal_time(jn_plog_segment_t *seg);
 /* Replaces both index files with the in-memory entries. With |keep_open|
  * the descriptors stay open for appends (active segment). */
