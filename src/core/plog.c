@@ -405,17 +405,16 @@ static void encode_tidx(uint8_t *p, const tidx_entry_t *e)
     jn_store_be32(p + 8, e->rel);
 }
 
-/* Appends the index entries not yet in the files of the active segment.
- * Failures only cost a rebuild at the next open, so they are logged. */
-/* Appends the index entries not yet in the files, a run of them per
- * write. The entries live in memory; the files only spare recovery a walk
- * of the .log (they may trail it, see INDEXES above). */
+/* Appends the index entries not yet in the files, INDEX_WRITE_RUN of them
+ * per write. The entries live in memory; the files only spare recovery a
+ * walk of the .log (they may trail it, see INDEXES above), so a failure is
+ * logged and costs a rebuild at the next open. */
 static void seg_write_indexes(jn_plog_segment_t *seg)
 {
-    uint8_t b[64 * TIDX_SIZE];
+    uint8_t b[INDEX_WRITE_RUN * TIDX_SIZE];
     while (seg->idx_fd >= 0 && seg->idx_written < seg->nidx) {
         size_t n = 0, first = seg->idx_written;
-        for (; n < 64 && first + n < seg->nidx; n++)
+        for (; n < INDEX_WRITE_RUN && first + n < seg->nidx; n++)
             encode_idx(b + n * IDX_SIZE, &seg->idx[first + n]);
         if (jn__plog_write_all(seg->idx_fd, b, n * IDX_SIZE, (uint64_t)first * IDX_SIZE) < 0) {
             jn_warn("plog %s.index: write failed: %s", seg->path, strerror(errno));
@@ -425,7 +424,7 @@ static void seg_write_indexes(jn_plog_segment_t *seg)
     }
     while (seg->tidx_fd >= 0 && seg->tidx_written < seg->ntidx) {
         size_t n = 0, first = seg->tidx_written;
-        for (; n < 64 && first + n < seg->ntidx; n++)
+        for (; n < INDEX_WRITE_RUN && first + n < seg->ntidx; n++)
             encode_tidx(b + n * TIDX_SIZE, &seg->tidx[first + n]);
         if (jn__plog_write_all(seg->tidx_fd, b, n * TIDX_SIZE, (uint64_t)first * TIDX_SIZE) < 0) {
             jn_warn("plog %s.timeindex: write failed: %s", seg->path, strerror(errno));

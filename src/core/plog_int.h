@@ -21,7 +21,7 @@
 #define SCAN_MAX ((size_t)1 << 30)   /* largest stored batch we will read */
 #define IDX_SIZE 8
 #define TIDX_SIZE 12
-#define INDEX_WRITE_RUN 64 /* pending index entries that a flush writes out */
+#define INDEX_WRITE_RUN 64 /* index entries per write, and pending before a flush writes them */
 #define NAME_DIGITS 20
 
 typedef struct idx_entry {
