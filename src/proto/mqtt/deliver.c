@@ -35,8 +35,7 @@ static bool internal_stream(const jn_stream_t *s)
     return n[0] == '_' && n[1] == '_';
 }
 
-/* Absolute expiry of |rec| in ms, or 0. */
-static int64_t record_expiry(const jn_record_t *rec)
+int64_t jn__mqtt_record_expiry(const jn_record_t *rec)
 {
     for (uint32_t i = 0; i < rec->header_count; i++) {
         const jn_header_t *h = &rec->headers[i];
@@ -51,6 +50,12 @@ static int64_t record_expiry(const jn_record_t *rec)
         }
     }
     return 0;
+}
+
+bool jn__mqtt_record_expired(jn_mqtt_t *m, const jn_record_t *rec)
+{
+    int64_t at = jn__mqtt_record_expiry(rec);
+    return at && at <= jn__mqtt_now(m);
 }
 
 static bool record_retained(const jn_record_t *rec)
@@ -130,7 +135,7 @@ int jn__mqtt_send_record(jn_mqtt_session_t *s, const char *subject, size_t slen,
                 pr->present |= JN_MQTT_PBIT(JN_MQTT_PROP_CORRELATION_DATA);
                 pr->correlation_data = v;
             } else if (HDR_IS(h, MQTT_H_EXPIRY)) {
-                int64_t at = record_expiry(rec), now = jn__mqtt_now(m);
+                int64_t at = jn__mqtt_record_expiry(rec), now = jn__mqtt_now(m);
                 if (at > now) {
                     pr->present |= JN_MQTT_PBIT(JN_MQTT_PROP_MESSAGE_EXPIRY);
                     pr->message_expiry = (uint32_t)((at - now + 999) / 1000);
@@ -205,8 +210,7 @@ static int replay(mqtt_state_t *st, mqtt_msub_t *ms, const jn_delivery_t *d)
     mqtt_slot_t *sl = st->nstale ? stale_find(st, ms, d) : NULL;
     if (!sl || sl->state == 1)
         return 0;
-    int64_t exp = record_expiry(d->rec);
-    if (exp && exp <= jn__mqtt_now(st->m)) {
+    if (jn__mqtt_record_expired(st->m, d->rec)) {
         jn__mqtt_slot_release(st, sl);
         return 0;
     }
@@ -241,8 +245,7 @@ int jn__mqtt_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
     }
     if (ms->no_local && m->publishing == st)
         return 0;
-    int64_t exp = record_expiry(d->rec);
-    if (exp && exp <= jn__mqtt_now(m))
+    if (jn__mqtt_record_expired(m, d->rec))
         return 0;
     bool retain = ms->rap && record_retained(d->rec);
     uint8_t qos = delivery_qos(d->rec, ms->qos);
@@ -297,8 +300,7 @@ int jn__mqtt_share_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg)
     jn_mqtt_t *m = sh->m;
     if (internal_stream(d->stream))
         return 0;
-    int64_t exp = record_expiry(d->rec);
-    if (exp && exp <= jn__mqtt_now(m))
+    if (jn__mqtt_record_expired(m, d->rec))
         return 0;
     jn_list_t *pos = sh->next ? sh->next : sh->members.next;
     for (size_t k = 0; k < sh->nmembers + 1; k++, pos = pos->next) {

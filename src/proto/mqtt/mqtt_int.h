@@ -348,6 +348,11 @@ int jn__mqtt_share_deliver(jn_sub_t *sub, const jn_delivery_t *d, void *arg);
  * skip). */
 int jn__mqtt_send_record(jn_mqtt_session_t *s, const char *subject, size_t slen, const jn_record_t *rec,
                          uint8_t qos, uint16_t pid, bool retain, bool dup, uint32_t sub_id);
+/* The absolute expiry (wall-clock ms) in |rec|'s MQTT_H_EXPIRY header, or
+ * 0 when it has none or it is not all digits. */
+int64_t jn__mqtt_record_expiry(const jn_record_t *rec);
+/* Whether |rec| has an expiry and it has passed. */
+bool jn__mqtt_record_expired(jn_mqtt_t *m, const jn_record_t *rec);
 bool jn__mqtt_has_room(jn_mqtt_session_t *s);
 mqtt_slot_t *jn__mqtt_slot_take(mqtt_state_t *st);
 /* Frees |sl| (nothing when already free), dropping the reference to the

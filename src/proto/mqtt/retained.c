@@ -231,24 +231,6 @@ int jn__mqtt_retained_set(jn_mqtt_t *m, const char *topic, size_t tlen, const jn
     return store_blob(m, topic, tlen, m->scratch.data, m->scratch.len, sys);
 }
 
-/* Whether the parsed retained record |rec| has a message expiry that has
- * passed. */
-static bool record_expired(jn_mqtt_t *m, const jn_record_t *rec)
-{
-    for (uint32_t i = 0; i < rec->header_count; i++) {
-        const jn_header_t *h = &rec->headers[i];
-        if (h->key_len == sizeof MQTT_H_EXPIRY - 1 && memcmp(h->key, MQTT_H_EXPIRY, h->key_len) == 0) {
-            char tmp[24];
-            size_t n = h->value_len > 0 && h->value_len < 23 ? (size_t)h->value_len : 0;
-            memcpy(tmp, h->value, n);
-            tmp[n] = '\0';
-            if (n && strtoll(tmp, NULL, 10) <= jn__mqtt_now(m))
-                return true;
-        }
-    }
-    return false;
-}
-
 /* Sends |r| to |ms| now: at min(its QoS, the subscription's), or at QoS 0
  * when |qos0|. Returns 0 when done with it (sent; or dropped: malformed,
  * expired, never fits) or JN_EAGAIN when it has to wait (no output room,
@@ -258,7 +240,7 @@ static int send_now(jn_mqtt_session_t *s, mqtt_msub_t *ms, mqtt_retained_t *r, b
     jn_record_t rec;
     jn_header_t h[MQTT_HDR_MAX];
     uint8_t qos;
-    if (blob_parse(r->blob, r->len, &rec, h, &qos) < 0 || record_expired(s->m, &rec))
+    if (blob_parse(r->blob, r->len, &rec, h, &qos) < 0 || jn__mqtt_record_expired(s->m, &rec))
         return 0;
     if (!jn__mqtt_has_room(s))
         return JN_EAGAIN;
@@ -376,7 +358,7 @@ int jn__mqtt_retained_resend(jn_mqtt_session_t *s, mqtt_slot_t *sl)
     jn_header_t h[MQTT_HDR_MAX];
     uint8_t qos;
     int rc = JN_ETOOBIG;
-    if (blob_parse(r->blob, r->len, &rec, h, &qos) == 0 && !record_expired(s->m, &rec)) {
+    if (blob_parse(r->blob, r->len, &rec, h, &qos) == 0 && !jn__mqtt_record_expired(s->m, &rec)) {
         if (!jn__mqtt_has_room(s))
             return JN_EAGAIN;
         rc = jn__mqtt_send_record(s, r->topic, strlen(r->topic), &rec, sl->qos, sl->pid, true, true,
