@@ -173,7 +173,7 @@ int64_t jn_plog_offset_for_time(jn_plog_t *log, int64_t ts);
 /* Enforces retention (time and bytes) and rolls the active segment when it
  * is older than segment_ms. Deletes whole sealed segments only; the active
  * segment is never deleted. If compaction is on, advances a cleaning pass
- * over dirty segments by one bounded step (see plog.c): a step that
+ * over dirty segments by one bounded step (see plog_compact.c): a step that
  * rewrites a segment leaves its fsyncs to the thread pool, and the
  * rewritten segment replaces the old one in a later loop callback (reads
  * see the old one until then; no further step starts meanwhile). Called
