@@ -68,13 +68,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    ap.add_argument("--cases", help="comma-separated case names (default: all); a subset is not written to --out")
     args = ap.parse_args()
+    cases = [c for c in CASES if not args.cases or c[0] in args.cases.split(",")]
     tmp = tempfile.mkdtemp(prefix="junction-durable-")
     server = None
     try:
-        results = {c[0]: [] for c in CASES}
+        results = {c[0]: [] for c in cases}
         for r in range(args.rounds):
-            for name, fsync, parts, conns in CASES:
+            for name, fsync, parts, conns in cases:
                 port = free_port()
                 server = start_junction(tmp, port)
                 base = f"http://127.0.0.1:{port}"
@@ -104,7 +106,7 @@ def main():
                  "| stream fsync | partitions | publishers (wrk -c) | acked records/s | mean latency | fsyncs/s "
                  "| records per fsync | mean fdatasync | non-2xx |",
                  "|---|---|---|---|---|---|---|---|---|"]
-        for name, fsync, parts, conns in CASES:
+        for name, fsync, parts, conns in cases:
             rows = results[name]
             med = [statistics.median(x[i] for x in rows) for i in range(5)]
             lines.append(f"| {fsync} | {parts} | {conns} | {med[0]:,.0f} ({' / '.join(f'{x[0]:,.0f}' for x in rows)}) "
@@ -112,7 +114,8 @@ def main():
                          + (f"{med[2]:.1f} | {med[3]:.2f} ms" if fsync == "always" else "- | -")
                          + f" | {sum(x[5] for x in rows)} |")
         lines.append("")
-        write_section(args.out, "durable-curve", "\n".join(lines))
+        if len(cases) == len(CASES):
+            write_section(args.out, "durable-curve", "\n".join(lines))
         print("\n".join(lines))
     finally:
         if server:
