@@ -535,6 +535,7 @@ static void test_retained_expired(void **state)
     uint8_t *digits = memmem(sl->ret->blob, sl->ret->len, at, strlen(at));
     assert_non_null(digits);
     memset(digits, '0', strlen(at) - 1);
+    digits[strlen(at) - 1] = '1'; /* 1 ms after the epoch: 0 would mean no expiry */
     f = connect_client(e, "rx", false, NULL, 0, true);
     assert_int_equal(next_packet(f, JN_MQTT_V5, &p), 0);
     assert_int_equal(sl->pid, 0);
@@ -859,6 +860,7 @@ static void test_retained_pending_lifecycle(void **state)
     uint8_t *digits = memmem(r->blob, r->len, at, strlen(at));
     assert_non_null(digits);
     memset(digits, '0', strlen(at) - 1);
+    digits[strlen(at) - 1] = '1'; /* 1 ms after the epoch: 0 would mean no expiry */
     send_ack(f, JN_MQTT_V5, JN_MQTT_PUBACK, pids[0]);
     assert_int_equal(f->out.len, 0);
     assert_null(st->pending);
