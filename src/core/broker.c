@@ -973,8 +973,8 @@ int64_t jn_broker_append_batch(jn_broker_t *b, jn_stream_t *s, uint32_t partitio
     return base;
 }
 
-void jn_broker_wait_durable(jn_broker_t *b, jn_stream_t *s, uint32_t partition, int64_t offset,
-                            jn_durable_waiter_t *w, jn_durable_cb cb)
+static void wait_part(jn_broker_t *b, jn_stream_t *s, uint32_t partition, int64_t offset, jn_durable_waiter_t *w,
+                      jn_durable_cb cb, bool synced)
 {
     if (partition >= s->nparts) {
         cb(w, JN_EINVAL);
@@ -984,7 +984,22 @@ void jn_broker_wait_durable(jn_broker_t *b, jn_stream_t *s, uint32_t partition, 
     /* The next flush is what starts an fsync for waiters, so make sure one
      * comes even when the appends were flushed already. */
     mark_dirty(b, part);
-    jn_plog_wait_durable(part->log, w, offset, cb);
+    if (synced)
+        jn_plog_wait_synced(part->log, w, offset, cb);
+    else
+        jn_plog_wait_durable(part->log, w, offset, cb);
+}
+
+void jn_broker_wait_durable(jn_broker_t *b, jn_stream_t *s, uint32_t partition, int64_t offset,
+                            jn_durable_waiter_t *w, jn_durable_cb cb)
+{
+    wait_part(b, s, partition, offset, w, cb, false);
+}
+
+void jn_broker_wait_synced(jn_broker_t *b, jn_stream_t *s, uint32_t partition, int64_t offset,
+                           jn_durable_waiter_t *w, jn_durable_cb cb)
+{
+    wait_part(b, s, partition, offset, w, cb, true);
 }
 
 int jn_broker_on_append(jn_broker_t *b, jn_append_cb cb, void *arg)
@@ -1266,6 +1281,8 @@ static int open_internal_log(jn_broker_t *b, const char *sub, enum jn_fsync_poli
     jn_plog_config_default(&cfg);
     cfg.compact = true;
     cfg.fsync = fs;
+    if (b->cfg.stream_defaults.fsync_interval_ms > 0)
+        cfg.fsync_interval_ms = b->cfg.stream_defaults.fsync_interval_ms;
     cfg.segment_bytes = 16u << 20;
     return jn_plog_open(b->loop, dir, &cfg, &b->clock, out);
 }
@@ -1352,11 +1369,11 @@ int jn_broker_open(uv_loop_t *loop, const jn_broker_config_t *cfg, const jn_cloc
     rc = open_internal_log(b, "meta", JN_FSYNC_ALWAYS, &b->meta);
     if (rc < 0)
         goto fail;
-    /* Commits are fsynced on the thread pool for the waiters that ask
-     * (group.c), so the offsets log's policy is "always" - unless the
-     * operator chose "never" for everything. */
+    /* Commits are fsynced on the thread pool for the waiters that ask and
+     * otherwise every interval (group.c) - unless the operator chose
+     * "never" for everything. */
     rc = open_internal_log(b, "offsets",
-                           b->cfg.stream_defaults.fsync == JN_FSYNC_NEVER ? JN_FSYNC_NEVER : JN_FSYNC_ALWAYS,
+                           b->cfg.stream_defaults.fsync == JN_FSYNC_NEVER ? JN_FSYNC_NEVER : JN_FSYNC_INTERVAL,
                            &b->offsets);
     if (rc < 0)
         goto fail;
@@ -1385,13 +1402,10 @@ int jn_broker_open(uv_loop_t *loop, const jn_broker_config_t *cfg, const jn_cloc
     uv_prepare_init(loop, &b->h->prepare);
     uv_idle_init(loop, &b->h->idle);
     uv_timer_init(loop, &b->h->timer);
-    uv_timer_init(loop, &b->h->commit);
-    uv_unref((uv_handle_t *)&b->h->commit); /* never keeps the loop alive */
-    b->h->open = 4;
+    b->h->open = 3;
     b->h->prepare.data = b;
     b->h->idle.data = b;
     b->h->timer.data = b;
-    b->h->commit.data = b;
     uv_prepare_start(&b->h->prepare, on_prepare);
     uv_unref((uv_handle_t *)&b->h->prepare);
     uv_timer_start(&b->h->timer, on_maintain, (uint64_t)b->cfg.maintenance_interval_ms,
@@ -1427,11 +1441,9 @@ void jn_broker_close(jn_broker_t *b)
         h->prepare.data = h;
         h->idle.data = h;
         h->timer.data = h;
-        h->commit.data = h;
         uv_close((uv_handle_t *)&h->prepare, on_handle_closed);
         uv_close((uv_handle_t *)&h->idle, on_handle_closed);
         uv_close((uv_handle_t *)&h->timer, on_handle_closed);
-        uv_close((uv_handle_t *)&h->commit, on_handle_closed);
     }
     for (size_t i = 0; i < b->nmappings; i++) {
         free(b->mappings[i].filter);

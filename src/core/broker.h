@@ -163,6 +163,13 @@ int64_t jn_broker_append_batch(jn_broker_t *b, jn_stream_t *s, uint32_t partitio
  * with jn_plog_cancel_durable. */
 void jn_broker_wait_durable(jn_broker_t *b, jn_stream_t *s, uint32_t partition, int64_t offset,
                             jn_durable_waiter_t *w, jn_durable_cb cb);
+/* As jn_broker_wait_durable, but after an fsync under INTERVAL too (one is
+ * started at the next flush, shared by every waiter; jn_plog_wait_synced):
+ * at once only for NEVER. For acknowledgements that promise the disk
+ * whatever the stream's policy (AMQP confirms of persistent messages in
+ * durable queues, as RabbitMQ's). */
+void jn_broker_wait_synced(jn_broker_t *b, jn_stream_t *s, uint32_t partition, int64_t offset,
+                           jn_durable_waiter_t *w, jn_durable_cb cb);
 
 /* ---- append notification ----
  *
@@ -266,7 +273,7 @@ int64_t jn_sub_lag(const jn_sub_t *sub);
  * offsets log is fsynced on the thread pool: at once for the commits a
  * jn_broker_group_wait_durable waiter covers (all waiters that arrive
  * while an fsync runs share the next one), and otherwise in the background
- * about fsync_interval_ms (the stream defaults') after a commit. A crash
+ * every fsync_interval_ms (the stream defaults') while commits come. A crash
  * loses at most the commits not yet fsynced (the tail of the log), never
  * earlier ones, and never leaves a corrupt log (recovery cuts a torn tail).
  * With the stream defaults' fsync "never", nothing is fsynced before close

@@ -139,7 +139,6 @@ typedef struct jn_broker_handles {
     uv_prepare_t prepare; /* flushes dirty partitions once per iteration */
     uv_idle_t idle;       /* runs catch-up while subscriptions are ready */
     uv_timer_t timer;     /* maintenance */
-    uv_timer_t commit;    /* background fsync of the offsets log after commits (group.c) */
     int open;
 } jn_broker_handles_t;
 
@@ -179,9 +178,6 @@ struct jn_broker {
     /* Asynchronous commits (group.c): appends to b->offsets are written by
      * jn_broker_flush and fsynced on the thread pool. */
     bool offsets_dirty;          /* appended since the last flush */
-    bool commit_bg_armed;        /* commit_bg waits on the offsets log */
-    bool commit_bg_scheduled;    /* h->commit runs before commit_bg is armed */
-    jn_durable_waiter_t commit_bg; /* the broker's own background barrier */
 
     /* Reused scratch space: the publish path allocates nothing once warm. */
     jn_buf_t scratch;   /* batches being built */

@@ -11,17 +11,17 @@
  * per commit on the loop thread would stall every connection behind the
  * disk. Instead a commit is appended to the offsets log's tail and applied
  * to memory at once; jn_broker_flush writes the tail once per loop
- * iteration; and the log (fsync policy "always") fsyncs on the thread pool
- * for durable waiters:
+ * iteration; and the log (fsync policy "interval", the stream defaults'
+ * interval) fsyncs on the thread pool:
  *
- *   - a door that must not answer before the commit is durable (REST
- *     POST /v1/groups/{group}/offsets, Kafka OffsetCommit) arms a waiter
- *     with jn_broker_group_wait_durable; waiters that arrive while an
- *     fsync runs share the next one (plog.c's group commit);
- *   - otherwise the broker arms its own waiter (commit_bg) from a one-shot
- *     timer fsync_interval_ms after the first commit not yet covered, so
- *     periodic commits become durable within about a second, with at most
- *     one background fsync per interval.
+ *   - for a door that must not answer before the commit is durable (REST
+ *     POST /v1/groups/{group}/offsets, Kafka OffsetCommit): it arms a
+ *     waiter with jn_broker_group_wait_durable (jn_plog_wait_synced), which
+ *     has the next flush start an fsync; waiters that arrive while one
+ *     runs share the next (plog.c's group commit);
+ *   - otherwise every interval when commits came, so periodic commits
+ *     become durable within about a second, with at most one background
+ *     fsync per interval.
  *
  * What a crash loses: the commits after the last completed fsync, i.e. a
  * suffix of the log. Replay applies records in order, so the state after
@@ -199,51 +199,6 @@ static int make_key(char *key, size_t keylen, const char *group, const char *str
 
 /* ---- durability of commits ---- */
 
-static void commit_bg_fired(jn_durable_waiter_t *w, int status);
-
-/* h->commit fired: fsync whatever was committed so far, off the loop. */
-static void commit_timer_cb(uv_timer_t *t)
-{
-    jn_broker_t *b = t->data;
-    b->commit_bg_scheduled = false;
-    if (b->commit_bg_armed)
-        return;
-    b->commit_bg_armed = true;
-    /* May fire at once (already durable), which clears commit_bg_armed. */
-    jn_broker_group_wait_durable(b, &b->commit_bg, commit_bg_fired);
-}
-
-/* Starts the one-shot background timer unless a background fsync is
- * already pending: commits made meanwhile ride on it (or on the next one,
- * scheduled when it fires). Not before open finished (b->h), and not for
- * the "never" policy. */
-static void commit_schedule(jn_broker_t *b)
-{
-    if (!b->h || b->commit_bg_armed || b->commit_bg_scheduled)
-        return;
-    if (jn_plog_config(b->offsets)->fsync != JN_FSYNC_ALWAYS)
-        return;
-    int64_t ms = b->cfg.stream_defaults.fsync_interval_ms;
-    if (ms <= 0)
-        ms = 1000;
-    if (uv_timer_start(&b->h->commit, commit_timer_cb, (uint64_t)ms, 0) == 0)
-        b->commit_bg_scheduled = true;
-}
-
-static void commit_bg_fired(jn_durable_waiter_t *w, int status)
-{
-    jn_broker_t *b = jn_container_of(w, jn_broker_t, commit_bg);
-    b->commit_bg_armed = false;
-    if (status == JN_ECLOSED)
-        return; /* the broker is closing: the close fsyncs synchronously */
-    if (status < 0)
-        jn_warn("broker: background fsync of committed offsets failed: %s", jn_strerror(status));
-    /* Commits that came after this fsync started (or a failed one) need
-     * another. */
-    if (jn_plog_durable_offset(b->offsets) < jn_plog_end_offset(b->offsets))
-        commit_schedule(b);
-}
-
 void jn_broker_group_wait_durable(jn_broker_t *b, jn_durable_waiter_t *w, jn_durable_cb cb)
 {
     int64_t last = jn_plog_end_offset(b->offsets) - 1;
@@ -251,7 +206,7 @@ void jn_broker_group_wait_durable(jn_broker_t *b, jn_durable_waiter_t *w, jn_dur
      * tail and starts the fsync that fires |w|; one already running that
      * covers |last| fires it sooner. */
     b->offsets_dirty = true;
-    jn_plog_wait_durable(b->offsets, w, last, cb);
+    jn_plog_wait_synced(b->offsets, w, last, cb);
 }
 
 /* Appends one commit (offset < 0: a tombstone) to the offsets log; durable
@@ -278,7 +233,6 @@ static int persist(jn_broker_t *b, const char *group, const char *stream, uint32
     if (rc < 0)
         return rc;
     b->offsets_dirty = true;
-    commit_schedule(b);
     return 0;
 }
 

@@ -110,9 +110,12 @@
  *   every segment sealed since the last successful sync, and the directory
  *   when segments were created. A job covers the offsets written before it
  *   started; when it completes, waiters below that offset fire and, if more
- *   are waiting, the next job starts (group commit). The job holds
- *   references to the segments it syncs, so their descriptors stay open
- *   whatever happens to the log meanwhile, and it outlives jn_plog_close.
+ *   was written meanwhile, the next job starts (group commit). Under ALWAYS
+ *   a job starts for anything written, waited for or not; under INTERVAL
+ *   for the interval timer and for waiters armed by jn_plog_wait_synced.
+ *   The job holds references to the segments it syncs, so their
+ *   descriptors stay open whatever happens to the log meanwhile, and it
+ *   outlives jn_plog_close.
  *
  *   Compaction by maintenance (jn_plog_maintain) follows the same rule: a
  *   rewritten segment is written to <base>.log.cleaned on the loop (page
@@ -1538,7 +1541,11 @@ static void maybe_sync(jn_plog_t *log)
 {
     if (log->njobs >= SYNC_PIPELINE)
         return;
-    if (jn_list_empty(&log->waiters) && !log->interval_due)
+    /* ALWAYS syncs whatever was written, waited for or not (a Kafka acks=1
+     * producer or an MQTT QoS 0 publisher is not answered after the fsync,
+     * but its records are on disk as soon as group commit gets to them);
+     * INTERVAL syncs when the interval passed or someone waits. */
+    if (jn_list_empty(&log->waiters) && !log->interval_due && log->cfg.fsync != JN_FSYNC_ALWAYS)
         return;
     if (!has_unsynced(log)) {
         log->interval_due = false;
@@ -1596,16 +1603,26 @@ int jn_plog_flush(jn_plog_t *log)
     return rc;
 }
 
-void jn_plog_wait_durable(jn_plog_t *log, jn_durable_waiter_t *w, int64_t offset, jn_durable_cb cb)
+static void wait_arm(jn_plog_t *log, jn_durable_waiter_t *w, int64_t offset, jn_durable_cb cb, bool at_once)
 {
     w->cb = cb;
     w->offset = offset;
-    if (offset < log->durable || log->cfg.fsync != JN_FSYNC_ALWAYS) {
+    if (offset < log->durable || at_once) {
         jn_list_init(&w->node);
         cb(w, 0);
         return;
     }
     jn_list_insert_tail(&log->waiters, &w->node);
+}
+
+void jn_plog_wait_durable(jn_plog_t *log, jn_durable_waiter_t *w, int64_t offset, jn_durable_cb cb)
+{
+    wait_arm(log, w, offset, cb, log->cfg.fsync != JN_FSYNC_ALWAYS);
+}
+
+void jn_plog_wait_synced(jn_plog_t *log, jn_durable_waiter_t *w, int64_t offset, jn_durable_cb cb)
+{
+    wait_arm(log, w, offset, cb, log->cfg.fsync == JN_FSYNC_NEVER);
 }
 
 void jn_plog_cancel_durable(jn_durable_waiter_t *w)

@@ -108,17 +108,24 @@ int64_t jn_plog_append(jn_plog_t *log, const uint8_t *batch, size_t len) JN_MUST
  * caller (|now_ms|), which saves a second clock read per publish. */
 int64_t jn_plog_append_at(jn_plog_t *log, const uint8_t *batch, size_t len, int64_t now_ms) JN_MUST_CHECK;
 
-/* Writes the tail buffer to the file. If the policy is ALWAYS and there
- * are waiters (or INTERVAL and the interval passed), starts an fsync on the
- * thread pool unless one is running; when it completes, waiters up to the
- * offsets it covered fire, and another fsync starts if more waiters came.
- * Returns 0 or JN_EIO. */
+/* Writes the tail buffer to the file. Starts an fsync on the thread pool,
+ * unless one is running, when the policy is ALWAYS and anything written is
+ * not yet synced, or when there are waiters, or when the INTERVAL passed;
+ * when it completes, waiters up to the offsets it covered fire, and another
+ * fsync starts if more came meanwhile (group commit). Returns 0 or JN_EIO. */
 int jn_plog_flush(jn_plog_t *log);
 
 /* Arms |w| to fire when |offset| is durable (fsynced). Fires at once
  * (synchronously, before returning) if it already is, or if the policy is
  * not ALWAYS (the caller decides whether to wait; see the broker). */
 void jn_plog_wait_durable(jn_plog_t *log, jn_durable_waiter_t *w, int64_t offset, jn_durable_cb cb);
+/* As jn_plog_wait_durable, but under INTERVAL too: the waiter gets an fsync
+ * started at the next flush (shared with every other waiter) instead of
+ * firing before it. Fires at once only when |offset| is durable already or
+ * the policy is NEVER. For acknowledgements that promise the disk whatever
+ * the log's policy: AMQP publisher confirms of persistent messages, as
+ * RabbitMQ's, and committed offsets. */
+void jn_plog_wait_synced(jn_plog_t *log, jn_durable_waiter_t *w, int64_t offset, jn_durable_cb cb);
 /* Disarms |w| if armed; it will not fire. */
 void jn_plog_cancel_durable(jn_durable_waiter_t *w);
 

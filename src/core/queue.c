@@ -1518,7 +1518,7 @@ void jn_queue_wait_durable(jn_queue_t *q, int64_t msg_id, jn_durable_waiter_t *w
         cb(w, JN_ECLOSED);
         return;
     }
-    jn_broker_wait_durable(q->b, q->s, (uint32_t)(msg_id >> 56), msg_id & Q_OFFSET_MASK, w, cb);
+    jn_broker_wait_synced(q->b, q->s, (uint32_t)(msg_id >> 56), msg_id & Q_OFFSET_MASK, w, cb);
 }
 
 int jn_queue_get(jn_queue_t *q, bool no_ack, jn_qdelivery_t *d)

@@ -102,6 +102,12 @@ int64_t jn_queue_enqueue(jn_queue_t *q, const jn_record_t *rec, uint8_t priority
  * maintenance pass (RabbitMQ's per-message TTL semantics); an expired
  * message is dead-lettered with reason "expired". */
 #define JN_QUEUE_TTL_HEADER ":ttl-ms"
+/* Calls |cb| once message |msg_id| is fsynced: an fsync is started at the
+ * next flush (shared with every other waiter) whatever the queue's policy
+ * but "never", which fires at once. This is what a RabbitMQ publisher
+ * confirm of a persistent message promises; without waiters, messages are
+ * synced by the policy (every interval by default). JN_ECLOSED when the
+ * queue is gone, JN_EIO when the fsync failed. */
 void jn_queue_wait_durable(jn_queue_t *q, int64_t msg_id, jn_durable_waiter_t *w, jn_durable_cb cb);
 
 /* A delivery offered to a consumer. |id| identifies the message for

@@ -1,8 +1,12 @@
-"""Crash and recovery: acknowledged records survive SIGKILL; torn tails are cut."""
+"""Crash and recovery: acknowledged records survive SIGKILL; torn tails are
+cut; acknowledgements that promise the disk come after an fsync."""
 import glob
 import os
+import re
 import threading
+import time
 
+import pytest
 import requests
 
 
@@ -109,3 +113,48 @@ def test_graceful_restart_keeps_everything(make_server):
     assert after["partitions"] == 2
     assert after["config"]["fsync"] == "never"
     assert [p["end_offset"] for p in after["partition_info"]] == [p["end_offset"] for p in before["partition_info"]]
+
+
+def fsyncs(server, stream):
+    """The server's count of finished fsyncs of |stream| (/metrics)."""
+    pat = re.compile(r'^junction_stream_fsyncs_total\{stream="%s"\} (\d+)$' % re.escape(stream), re.M)
+    m = pat.search(server.get("/metrics").text)
+    return int(m.group(1)) if m else 0
+
+
+def test_always_stream_syncs_what_no_one_waits_for(server):
+    """fsync `always` covers publishes that are not answered after the fsync
+    (MQTT QoS 0 here): they are synced by group commit all the same."""
+    mqtt = pytest.importorskip("paho.mqtt.client")
+    r = server.post("/v1/streams", json={"name": "alw", "config": {"fsync": "always"}})
+    assert r.status_code == 201, r.text
+    c = mqtt.Client(client_id="qos0-pub", protocol=mqtt.MQTTv311)
+    c.connect("127.0.0.1", server.mqtt_port)
+    c.loop_start()
+    for i in range(20):
+        c.publish("alw/x", f"m{i}", qos=0)
+    c.disconnect()
+    c.loop_stop()
+    deadline = time.time() + 10
+    while fsyncs(server, "alw") == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert fsyncs(server, "alw") >= 1
+    assert server.get("/v1/streams/alw").json()["records"] == 20
+
+
+def test_amqp_confirm_of_persistent_message_waits_for_fsync(server):
+    """As RabbitMQ does, a publisher confirm of a persistent message routed
+    to a durable queue comes once the message is fsynced, whatever the
+    queue's fsync policy (interval by default): each confirmed publish here
+    is covered by an fsync finished before its confirm."""
+    pika = pytest.importorskip("pika")
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", server.amqp_port))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("durconf", durable=True)
+    for i in range(5):
+        before = fsyncs(server, "__q.durconf")
+        ch.basic_publish("", "durconf", b"m%d" % i, pika.BasicProperties(delivery_mode=2))
+        assert fsyncs(server, "__q.durconf") > before
+    assert ch.queue_declare("durconf", passive=True).method.message_count == 5
+    conn.close()

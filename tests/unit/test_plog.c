@@ -1275,6 +1275,52 @@ static void test_policies(void **state)
     jn_plog_close(log);
 }
 
+/* ALWAYS syncs what was written with no one waiting; under INTERVAL a
+ * jn_plog_wait_synced waiter gets its fsync at the next flush, not at the
+ * interval; under NEVER it fires at once. */
+static void test_sync_on_demand(void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.fsync = JN_FSYNC_ALWAYS;
+    jn_plog_t *log = open_log(f);
+    append_n(log, 3, 1, 0);
+    assert_int_equal(jn_plog_flush(log), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(jn_plog_durable_offset(log), 3);
+    jn_plog_sync_stats_t st;
+    jn_plog_get_sync_stats(log, &st);
+    assert_int_equal(st.syncs, 1);
+
+    f->cfg.fsync = JN_FSYNC_INTERVAL;
+    f->cfg.fsync_interval_ms = 3600 * 1000;
+    jn_plog_set_config(log, &f->cfg);
+    append_n(log, 2, 1, 0);
+    waiter_t d = {0}, s = {0};
+    jn_plog_wait_durable(log, &d.w, 4, on_durable);
+    assert_int_equal(d.fired, 1); /* the policy's promise: at once */
+    jn_plog_wait_synced(log, &s.w, 4, on_durable);
+    assert_int_equal(s.fired, 0);
+    assert_int_equal(jn_plog_flush(log), 0);
+    for (int i = 0; i < 100000 && !s.fired; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(s.fired, 1);
+    assert_int_equal(s.status, 0);
+    assert_int_equal(jn_plog_durable_offset(log), 5);
+    /* Already synced: at once. */
+    waiter_t again = {0};
+    jn_plog_wait_synced(log, &again.w, 4, on_durable);
+    assert_int_equal(again.fired, 1);
+
+    f->cfg.fsync = JN_FSYNC_NEVER;
+    jn_plog_set_config(log, &f->cfg);
+    append_n(log, 1, 1, 0);
+    waiter_t n = {0};
+    jn_plog_wait_synced(log, &n.w, 5, on_durable);
+    assert_int_equal(n.fired, 1);
+    assert_int_equal(n.status, 0);
+    jn_plog_close(log);
+}
+
 static void test_slices(void **state)
 {
     fixture_t *f = *state;
@@ -1371,6 +1417,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_on_demand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cleaned_leftover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_preallocation, setup, teardown),
