@@ -485,8 +485,8 @@ static json_t *summary_json(const jn_bench_t *b)
     json_object_set_new(j, "delivered_mb_per_s",
                         json_real(del_s > 0 ? (double)b->delivered_bytes / del_s / 1e6 : 0));
     json_object_set_new(j, "errors", json_integer((json_int_t)b->errors));
+    json_object_set_new(j, "acked", json_integer((json_int_t)b->acked));
     if (b->has_loss) {
-        json_object_set_new(j, "acked", json_integer((json_int_t)b->acked));
         json_object_set_new(j, "expected", json_integer((json_int_t)b->expected));
         json_object_set_new(j, "lost", json_integer((json_int_t)(b->expected > b->delivered
                                                                      ? b->expected - b->delivered : 0)));
