@@ -158,3 +158,21 @@ def test_amqp_confirm_of_persistent_message_waits_for_fsync(server):
         assert fsyncs(server, "__q.durconf") > before
     assert ch.queue_declare("durconf", passive=True).method.message_count == 5
     conn.close()
+
+
+def test_amqp_confirm_waits_for_every_durable_queue(server):
+    """A persistent message fanned out to many durable queues is confirmed
+    once every one of their streams is fsynced, not only the first few."""
+    pika = pytest.importorskip("pika")
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", server.amqp_port))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.exchange_declare("fan12", "fanout", durable=True)
+    names = [f"fan12.q{i}" for i in range(12)]
+    for q in names:
+        ch.queue_declare(q, durable=True)
+        ch.queue_bind(q, "fan12")
+    before = {q: fsyncs(server, "__q." + q) for q in names}
+    ch.basic_publish("fan12", "", b"to all", pika.BasicProperties(delivery_mode=2))
+    assert [q for q in names if fsyncs(server, "__q." + q) <= before[q]] == []
+    conn.close()

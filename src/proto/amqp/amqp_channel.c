@@ -18,7 +18,6 @@
 #include "../../common/log.h"
 
 #define TX_BYTES_MAX (64u << 20)
-#define CONFIRM_WAIT_MAX 9
 
 typedef struct unacked {
     uint64_t tag;
@@ -50,7 +49,7 @@ typedef struct confirm {
     int pending;
     bool nack;
     int nw;
-    confirm_wait_t waits[CONFIRM_WAIT_MAX];
+    confirm_wait_t waits[]; /* one per durable queue, plus the stream */
 } confirm_t;
 
 /* A buffered transactional operation. */
@@ -919,7 +918,7 @@ static void confirm_after(amqp_chan_t *ch, uint64_t seq, bool persistent, const 
         confirm_send(ch, seq, nack);
         return;
     }
-    confirm_t *cf = calloc(1, sizeof *cf);
+    confirm_t *cf = calloc(1, sizeof *cf + (size_t)n * sizeof cf->waits[0]);
     if (!cf) {
         confirm_send(ch, seq, true);
         return;
@@ -932,7 +931,7 @@ static void confirm_after(amqp_chan_t *ch, uint64_t seq, bool persistent, const 
         confirm_wait_t *cw = &cf->waits[cf->nw++];
         cw->cf = cf;
         cw->armed = true;
-        jn_queue_wait_durable(res->wait_q[i], res->wait_id[i], &cw->w, on_durable);
+        jn_queue_wait_durable(res->wait[i].q, res->wait[i].id, &cw->w, on_durable);
     }
     if (res->wait_stream) {
         confirm_wait_t *cw = &cf->waits[cf->nw++];
@@ -983,6 +982,7 @@ static void publish(amqp_chan_t *ch, const char *exchange, const char *key, bool
     amqp_route_result_t res;
     int code = jn__amqp_publish(a, x, &msg, &ch->c->principal, &res);
     if (code) {
+        jn__amqp_route_result_free(&res);
         chan_error(ch, (uint16_t)code, "ACCESS_REFUSED - publish not allowed", JN_AMQP_BASIC_PUBLISH);
         return;
     }
@@ -993,6 +993,7 @@ static void publish(amqp_chan_t *ch, const char *exchange, const char *key, bool
         if (out && (jn_amqp_encode_method(out, ch->id, JN_AMQP_BASIC_RETURN, r, 4) ||
                     jn_amqp_encode_header(out, ch->id, 60, body->len, &h.props) ||
                     jn_amqp_encode_body(out, ch->id, body->data, body->len, ch->c->frame_max))) {
+            jn__amqp_route_result_free(&res);
             jn_conn_abort(ch->c->conn);
             return;
         }
@@ -1002,6 +1003,7 @@ static void publish(amqp_chan_t *ch, const char *exchange, const char *key, bool
         bool persistent = (h.props.flags & JN_AMQP_P_DELIVERY_MODE) && h.props.delivery_mode == 2;
         confirm_after(ch, seq, persistent, &res, res.rejected > 0 || res.errors > 0);
     }
+    jn__amqp_route_result_free(&res);
 }
 
 static void content_done(amqp_chan_t *ch)

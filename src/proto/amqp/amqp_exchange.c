@@ -1090,10 +1090,38 @@ static void route_into(jn_amqp_t *a, const amqp_exchange_t *x, const amqp_msg_t 
     }
 }
 
+static int wait_add(amqp_route_result_t *res, jn_queue_t *q, int64_t id)
+{
+    if (res->nwait == res->wait_cap) {
+        int cap = res->wait_cap * 2;
+        amqp_wait_t *w = res->wait == res->wait_inline ? malloc((size_t)cap * sizeof *w)
+                                                       : realloc(res->wait, (size_t)cap * sizeof *w);
+        if (!w)
+            return JN_ENOMEM;
+        if (res->wait == res->wait_inline)
+            memcpy(w, res->wait_inline, sizeof res->wait_inline);
+        res->wait = w;
+        res->wait_cap = cap;
+    }
+    res->wait[res->nwait++] = (amqp_wait_t){q, id};
+    return 0;
+}
+
+void jn__amqp_route_result_free(amqp_route_result_t *res)
+{
+    if (res->wait != res->wait_inline)
+        free(res->wait);
+    res->wait = res->wait_inline;
+    res->nwait = 0;
+    res->wait_cap = AMQP_WAIT_INLINE;
+}
+
 int jn__amqp_publish(jn_amqp_t *a, amqp_exchange_t *x, const amqp_msg_t *m, const jn_principal_t *p,
                      amqp_route_result_t *res)
 {
     memset(res, 0, sizeof *res);
+    res->wait = res->wait_inline;
+    res->wait_cap = AMQP_WAIT_INLINE;
     route_set_t *s = calloc(1, sizeof *s);
     rec_builder_t *rb = calloc(1, sizeof *rb);
     int code = 0;
@@ -1167,10 +1195,8 @@ int jn__amqp_publish(jn_amqp_t *a, amqp_exchange_t *x, const amqp_msg_t *m, cons
             int64_t id = jn_queue_enqueue(q, &rec, prio);
             if (id >= 0) {
                 res->routed++;
-                if (jn_queue_options(q)->durable && res->nwait < 8) {
-                    res->wait_q[res->nwait] = q;
-                    res->wait_id[res->nwait++] = id;
-                }
+                if (jn_queue_options(q)->durable && wait_add(res, q, id) < 0)
+                    res->errors++; /* no memory to wait on it: nack rather than confirm early */
             } else if (id == JN_ETOOBIG) {
                 res->rejected++;
             } else {
@@ -1245,6 +1271,7 @@ static void on_dead_letter(jn_queue_t *q, const jn_record_t *rec, const char *re
     amqp_route_result_t res;
     jn_principal_t admin = {.admin = true};
     (void)jn__amqp_publish(a, x, &m, &admin, &res);
+    jn__amqp_route_result_free(&res);
     jn_buf_free(&tbl);
     jn_buf_free(&h2);
 }

@@ -146,19 +146,29 @@ typedef struct amqp_msg {
     bool dead_lettered; /* skip queues that would close a dead-letter cycle */
 } amqp_msg_t;
 
-/* Result of routing one publish. */
+/* A durable queue that took a message, and the message's id there. */
+typedef struct amqp_wait {
+    jn_queue_t *q;
+    int64_t id;
+} amqp_wait_t;
+
+#define AMQP_WAIT_INLINE 8
+
+/* Result of routing one publish; jn__amqp_route_result_free releases it. */
 typedef struct amqp_route_result {
     int routed;            /* queues (or subject-space bindings) that took it */
     int rejected;          /* queues that refused it (reject-publish) */
     int errors;
-    /* for confirms: what to wait on */
-    int nwait;
-    jn_queue_t *wait_q[8];
-    int64_t wait_id[8];
+    /* for confirms: what to wait on - every durable queue that took it */
+    int nwait, wait_cap;
+    amqp_wait_t *wait;     /* wait_inline, or the heap past AMQP_WAIT_INLINE */
+    amqp_wait_t wait_inline[AMQP_WAIT_INLINE];
     jn_stream_t *wait_stream;
     uint32_t wait_part;
     int64_t wait_off;
 } amqp_route_result_t;
+
+void jn__amqp_route_result_free(amqp_route_result_t *res);
 
 /* Routes |m| through exchange |x| (which exists). Returns 0 or an AMQP
  * reply code (403 publish to a subject not allowed). */
