@@ -265,25 +265,9 @@ int jn__broker_log_write(jn_broker_t *b, jn_plog_t *log, const void *key, size_t
         return (int)off;
     if (!sync)
         return 0; /* the caller's flush writes it, its waiter fsyncs it */
-    rc = jn_plog_flush(log);
-    if (rc < 0)
-        return rc;
-    /* fdatasync the segment file holding the record, on the loop thread:
-     * admin writes are rare enough to pay for it (see the top). */
-    jn_plog_slice_t sl;
-    memset(&sl, 0, sizeof sl);
-    rc = jn_plog_slice(log, off, 1, &sl);
-    if (rc < 0)
-        return rc;
-    if (sl.fd >= 0 && fdatasync(sl.fd) < 0) {
-        jn_error("broker: fdatasync: %s", strerror(errno));
-        rc = JN_EIO;
-    } else if (sl.fd < 0) {
-        jn_debug("broker: record %lld still in the tail after flush", (long long)off);
-    }
-    if (sl.seg)
-        jn_plog_segment_unref(sl.seg);
-    return rc;
+    /* fdatasync on the loop thread: admin writes are rare enough to pay
+     * for it (see the top). */
+    return jn_plog_sync(log);
 }
 
 int jn__broker_log_replay(jn_broker_t *b, jn_plog_t *log, jn_buf_t *buf, jn__record_cb cb, void *arg)

@@ -128,8 +128,9 @@
  *   durable, it never leaves new indexes beside the old file (missing
  *   ones are rebuilt at open).
  *
- *   Only jn_plog_open (before serving), jn_plog_close (shutdown) and
- *   jn_plog_compact (tests and admin) fsync on the calling thread.
+ *   Only jn_plog_open (before serving), jn_plog_close (shutdown),
+ *   jn_plog_sync (the broker's metadata writes) and jn_plog_compact (tests
+ *   and admin) fsync on the calling thread.
  *
  * PREALLOCATION
  *
@@ -1232,6 +1233,48 @@ static void fire_list(jn_list_t *list, int status)
 
 static int write_tail(jn_plog_t *log);
 
+/* fdatasyncs on the calling thread what a sync job would cover (sealed
+ * segments not synced yet, the active one, the directory). Returns 0 or
+ * JN_EIO; on success the flags are cleared. */
+/* Moves the waiters below |end| to |out|: collected before anything can
+ * call back into the log, fired (fire_list) once the log is left alone. */
+static void take_waiters(jn_plog_t *log, int64_t end, jn_list_t *out)
+{
+    jn_list_t *n, *tmp;
+    jn_list_foreach_safe(n, tmp, &log->waiters) {
+        jn_durable_waiter_t *w = jn_container_of(n, jn_durable_waiter_t, node);
+        if (w->offset < end) {
+            jn_list_remove(n);
+            jn_list_insert_tail(out, n);
+        }
+    }
+}
+
+static int sync_here(jn_plog_t *log)
+{
+    int rc = 0;
+    for (size_t i = 0; i < log->nsegs; i++) {
+        jn_plog_segment_t *seg = log->segs[i];
+        if (!seg->needs_sync && i + 1 < log->nsegs)
+            continue;
+        if (fdatasync(seg->fd) != 0) {
+            jn_error("plog %s.log: fdatasync failed: %s", seg->path, strerror(errno));
+            rc = JN_EIO;
+        } else {
+            seg->needs_sync = false;
+        }
+    }
+    if (log->dir_dirty) {
+        if (log->dir_fd >= 0 && fsync(log->dir_fd) != 0) {
+            jn_error("plog %s: fsync of directory failed: %s", log->dir, strerror(errno));
+            rc = JN_EIO;
+        } else {
+            log->dir_dirty = false;
+        }
+    }
+    return rc;
+}
+
 void jn_plog_close(jn_plog_t *log)
 {
     if (!log)
@@ -1250,14 +1293,8 @@ void jn_plog_close(jn_plog_t *log)
     if (act->alloc_size > act->file_size)
         seg_cut(act);
     seg_write_indexes(act);
-    for (size_t i = 0; i < log->nsegs; i++) {
-        jn_plog_segment_t *seg = log->segs[i];
-        if ((seg->needs_sync || seg == act) && log->cfg.fsync != JN_FSYNC_NEVER &&
-            fdatasync(seg->fd) != 0)
-            jn_error("plog %s.log: fdatasync failed: %s", seg->path, strerror(errno));
-    }
-    if (log->dir_dirty)
-        jn__plog_fsync_dir(log);
+    if (log->cfg.fsync != JN_FSYNC_NEVER)
+        (void)sync_here(log);
     jn_list_t pending;
     jn_list_init(&pending);
     while (!jn_list_empty(&log->waiters)) {
@@ -1506,15 +1543,9 @@ static void sync_after(uv_work_t *req, int status)
     }
     /* Collect the waiters this job answered before anything can call back
      * into the log; fire them last, touching the log no more. */
-    jn_list_t done, *n, *tmp;
+    jn_list_t done;
     jn_list_init(&done);
-    jn_list_foreach_safe(n, tmp, &log->waiters) {
-        jn_durable_waiter_t *w = jn_container_of(n, jn_durable_waiter_t, node);
-        if (w->offset < end) {
-            jn_list_remove(n);
-            jn_list_insert_tail(&done, n);
-        }
-    }
+    take_waiters(log, end, &done);
     (void)jn_plog_flush(log);
     fire_list(&done, ok ? 0 : JN_EIO);
 }
@@ -1613,6 +1644,25 @@ static void wait_arm(jn_plog_t *log, jn_durable_waiter_t *w, int64_t offset, jn_
         return;
     }
     jn_list_insert_tail(&log->waiters, &w->node);
+}
+
+int jn_plog_sync(jn_plog_t *log)
+{
+    int rc = write_tail(log);
+    if (rc < 0)
+        return rc;
+    seg_write_indexes_lazily(active_seg(log));
+    int64_t end = log->written_end;
+    rc = sync_here(log);
+    if (rc < 0)
+        return rc;
+    if (end > log->durable)
+        log->durable = end;
+    jn_list_t done;
+    jn_list_init(&done);
+    take_waiters(log, end, &done);
+    fire_list(&done, 0);
+    return 0;
 }
 
 void jn_plog_wait_durable(jn_plog_t *log, jn_durable_waiter_t *w, int64_t offset, jn_durable_cb cb)

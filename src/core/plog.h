@@ -115,6 +115,13 @@ int64_t jn_plog_append_at(jn_plog_t *log, const uint8_t *batch, size_t len, int6
  * fsync starts if more came meanwhile (group commit). Returns 0 or JN_EIO. */
 int jn_plog_flush(jn_plog_t *log);
 
+/* Writes the tail and fdatasyncs it on the calling thread (with the
+ * sealed segments and the directory a sync job would cover), then fires
+ * the waiters it covered. Blocks on the disk: for rare administrative
+ * writes (the broker's metadata log) that must be durable before their
+ * call returns. Returns 0 or JN_EIO. */
+int jn_plog_sync(jn_plog_t *log);
+
 /* Arms |w| to fire when |offset| is durable (fsynced). Fires at once
  * (synchronously, before returning) if it already is, or if the policy is
  * not ALWAYS (the caller decides whether to wait; see the broker). */

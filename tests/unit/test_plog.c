@@ -1321,6 +1321,27 @@ static void test_sync_on_demand(void **state)
     jn_plog_close(log);
 }
 
+/* jn_plog_sync: durable when it returns, its waiters answered, no job. */
+static void test_sync_here(void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.fsync = JN_FSYNC_INTERVAL;
+    f->cfg.fsync_interval_ms = 3600 * 1000;
+    jn_plog_t *log = open_log(f);
+    append_n(log, 4, 1, 0);
+    waiter_t w = {0};
+    jn_plog_wait_synced(log, &w.w, 3, on_durable);
+    assert_int_equal(jn_plog_sync(log), 0);
+    assert_int_equal(jn_plog_durable_offset(log), 4);
+    assert_int_equal(w.fired, 1);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(jn_plog_flush(log), 0); /* nothing left to sync: no job */
+    jn_plog_sync_stats_t st;
+    jn_plog_get_sync_stats(log, &st);
+    assert_int_equal(st.syncs, 0);
+    jn_plog_close(log);
+}
+
 static void test_slices(void **state)
 {
     fixture_t *f = *state;
@@ -1418,6 +1439,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_on_demand, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_here, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cleaned_leftover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_preallocation, setup, teardown),
