@@ -1233,9 +1233,6 @@ static void fire_list(jn_list_t *list, int status)
 
 static int write_tail(jn_plog_t *log);
 
-/* fdatasyncs on the calling thread what a sync job would cover (sealed
- * segments not synced yet, the active one, the directory). Returns 0 or
- * JN_EIO; on success the flags are cleared. */
 /* Moves the waiters below |end| to |out|: collected before anything can
  * call back into the log, fired (fire_list) once the log is left alone. */
 static void take_waiters(jn_plog_t *log, int64_t end, jn_list_t *out)
@@ -1250,6 +1247,9 @@ static void take_waiters(jn_plog_t *log, int64_t end, jn_list_t *out)
     }
 }
 
+/* fdatasyncs on the calling thread what a sync job would cover (sealed
+ * segments not synced yet, the active one, the directory). Returns 0 or
+ * JN_EIO; on success the flags are cleared. */
 static int sync_here(jn_plog_t *log)
 {
     int rc = 0;
@@ -1295,6 +1295,8 @@ void jn_plog_close(jn_plog_t *log)
     seg_write_indexes(act);
     if (log->cfg.fsync != JN_FSYNC_NEVER)
         (void)sync_here(log);
+    else if (log->dir_dirty)
+        jn__plog_fsync_dir(log); /* cheap: the segments' names survive, if not their data */
     jn_list_t pending;
     jn_list_init(&pending);
     while (!jn_list_empty(&log->waiters)) {
