@@ -148,9 +148,11 @@ static inline int next_packet(fake_t *f, uint8_t version, jn_mqtt_packet_t *p)
     return p->type;
 }
 
-/* SUBSCRIBE |filter| at |qos| (packet id 1), with subscription
- * identifier |sub_id| when not 0 (MQTT 5). */
-static inline void send_subscribe_id(fake_t *f, uint8_t v, const char *filter, uint8_t qos, uint32_t sub_id)
+/* SUBSCRIBE (or, with |unsub|, UNSUBSCRIBE) of the one |filter|, packet id
+ * |pid|: at |qos|, with subscription identifier |sub_id| when not 0
+ * (MQTT 5); both ignored by UNSUBSCRIBE. */
+static inline void send_sub_packet(fake_t *f, uint8_t v, const char *filter, uint8_t qos, uint32_t sub_id,
+                                   uint16_t pid, bool unsub)
 {
     jn_buf_t b;
     jn_buf_init(&b, 1 << 20);
@@ -161,16 +163,23 @@ static inline void send_subscribe_id(fake_t *f, uint8_t v, const char *filter, u
     e.qos = qos;
     jn_mqtt_subscribe_t s;
     memset(&s, 0, sizeof s);
-    s.packet_id = 1;
+    s.packet_id = pid;
     s.count = 1;
     s.subs = &e;
     if (sub_id) {
         s.props.present = JN_MQTT_PBIT(JN_MQTT_PROP_SUB_ID);
         s.props.sub_id = sub_id;
     }
-    assert_true(jn_mqtt_encode_subscribe(&b, v, &s) > 0);
+    assert_true((unsub ? jn_mqtt_encode_unsubscribe(&b, v, &s) : jn_mqtt_encode_subscribe(&b, v, &s)) > 0);
     feed(f, &b);
     jn_buf_free(&b);
+}
+
+/* SUBSCRIBE |filter| at |qos| (packet id 1), with subscription
+ * identifier |sub_id| when not 0 (MQTT 5). */
+static inline void send_subscribe_id(fake_t *f, uint8_t v, const char *filter, uint8_t qos, uint32_t sub_id)
+{
+    send_sub_packet(f, v, filter, qos, sub_id, 1, false);
 }
 
 /* Sends PUBACK, PUBREC, PUBREL or PUBCOMP (|type|) for |pid|, reason 0. */

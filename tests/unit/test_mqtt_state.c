@@ -687,20 +687,7 @@ static fake_t *connect_rm(env_t *e, const char *id, bool clean, uint32_t expiry,
 
 static void unsubscribe(fake_t *f, const char *filter)
 {
-    jn_buf_t b;
-    jn_buf_init(&b, 1 << 20);
-    jn_mqtt_sub_t e;
-    memset(&e, 0, sizeof e);
-    e.filter.data = (const uint8_t *)filter;
-    e.filter.len = (uint32_t)strlen(filter);
-    jn_mqtt_subscribe_t s;
-    memset(&s, 0, sizeof s);
-    s.packet_id = 2;
-    s.count = 1;
-    s.subs = &e;
-    assert_true(jn_mqtt_encode_unsubscribe(&b, JN_MQTT_V5, &s) > 0);
-    feed(f, &b);
-    jn_buf_free(&b);
+    send_sub_packet(f, JN_MQTT_V5, filter, 0, 0, 2, true);
     jn_mqtt_packet_t p;
     assert_int_equal(next_packet(f, JN_MQTT_V5, &p), JN_MQTT_UNSUBACK);
 }
