@@ -51,7 +51,7 @@ import time
 import urllib.request
 
 from durable_curve import post_json
-from rest_bench import BIN, ROOT, wait_http, write_section
+from rest_bench import BIN, ROOT, stop_process, wait_http, write_section
 
 
 def _load_compare():
@@ -99,18 +99,6 @@ def bench_argv(door, window, url, seconds):
         a = ["--publishers", str(PUBLISHERS), "--consumers", "0", "--persistent", "--confirms",
              "--inflight", str(window)]
     return ["bench", door, "--url", url] + a + ["--size", str(SIZE), "--duration", str(seconds), "--json", "--quiet"]
-
-
-def stop_proc(p, timeout=30):
-    """SIGTERM to |p| by PID, SIGKILL if it lingers."""
-    if p is None or p.poll() is not None:
-        return
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 def run_bench(argv, seconds):
@@ -190,7 +178,7 @@ class Junction:
             raise RuntimeError("junction door listener did not open: " + compare.tail(self.log))
 
     def stop(self):
-        stop_proc(self.p)
+        stop_process(self.p)
         shutil.rmtree(self.data, ignore_errors=True)  # its dirty pages go too, unwritten
         os.sync()  # and nothing left in writeback slows the next case's fsyncs
 

@@ -62,18 +62,24 @@ def wrk(url, seconds, conns=64, threads=2, body=100):
     return float(m.group(1)) if m else 0.0, int(non2xx.group(1)) if non2xx else 0, errors.group(0) if errors else ""
 
 
+def stop_process(p, timeout=30):
+    """SIGTERM to the Popen |p| (by its PID), SIGKILL if it lingers."""
+    if p is None or p.poll() is not None:
+        return
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 class Proc:
     def __init__(self, args, log):
         self.p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        stop_process(self.p)
 
 
 def start_nginx(tmp, port):
