@@ -205,3 +205,18 @@ def cli(server, *args, input=None, timeout=30, check=True):
     if check and p.returncode != 0:
         raise AssertionError(f"junction {' '.join(args)} -> {p.returncode}: {p.stderr.decode()}")
     return p
+
+
+def eventually(probe, timeout=10, interval=0.05):
+    """Calls probe() until it returns something truthy and returns that;
+    fails after `timeout` seconds. For effects that a server applies after
+    its answer (a delivery, an expiry), so tests wait on the effect rather
+    than for a guessed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got or time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    assert got, f"condition not met within {timeout} s"
+    return got

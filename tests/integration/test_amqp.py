@@ -5,6 +5,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import eventually
 
 pika = pytest.importorskip("pika")
 
@@ -138,10 +139,11 @@ def test_cross_door_topic(server):
     assert got[0][0].routing_key == "sensors.a.temp" and got[0][0].exchange == "amq.topic"
     # AMQP -> REST
     ch.basic_publish("amq.topic", "plant.line1.speed", b"7", pika.BasicProperties(content_type="text/plain"))
-    time.sleep(0.2)
-    r = server.get("/v1/streams/plant/partitions/0/records", params={"offset": 0})
-    assert r.status_code == 200, r.text
-    rec = r.json()["records"][0]
+
+    def records():
+        r = server.get("/v1/streams/plant/partitions/0/records", params={"offset": 0})
+        return r.json()["records"] if r.status_code == 200 else []  # 404 until the stream exists
+    rec = eventually(records)[0]
     assert rec["subject"] == "plant/line1/speed" and rec["value"] == "7"
     assert rec["headers"]["content-type"] == "text/plain"
     c.close()
@@ -244,7 +246,8 @@ def test_x_death_history_and_cycles(server):
     # exchange) is dropped, not looped forever.
     ch.queue_declare("loop", arguments={"x-dead-letter-exchange": "", "x-message-ttl": 50})
     ch.basic_publish("", "loop", b"round")
-    time.sleep(1.5)
+    eventually(lambda: ch.queue_declare("loop", passive=True).method.message_count == 0)
+    time.sleep(0.3)  # and it stays gone
     assert ch.queue_declare("loop", passive=True).method.message_count == 0
     c.close()
 

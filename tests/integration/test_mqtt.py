@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import queue
+import select
 import shutil
 import socket
 import struct
@@ -14,7 +15,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, eventually
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
@@ -185,12 +186,15 @@ def test_shared_subscription(server):
     pub = client(server, version=V5)
     for i in range(20):
         pub.publish("jobs/x", str(i), qos=1).wait_for_publish(10)
-    time.sleep(0.5)
     ga, gb = [], []
-    while not a.q.empty():
-        ga.append(int(a.q.get().payload))
-    while not b.q.empty():
-        gb.append(int(b.q.get().payload))
+
+    def drained():
+        while not a.q.empty():
+            ga.append(int(a.q.get().payload))
+        while not b.q.empty():
+            gb.append(int(b.q.get().payload))
+        return len(ga) + len(gb) >= 20
+    eventually(drained)
     assert sorted(ga + gb) == list(range(20))
     assert ga and gb
     for c in (a, b, pub):
@@ -312,12 +316,22 @@ def test_bad_input_closes_connection(server):
 
 def test_mosquitto_clients(server):
     port = str(server.mqtt_port)
-    sub = subprocess.Popen(["mosquitto_sub", "-p", port, "-C", "3", "-v", "-t", "mc/#"], stdout=subprocess.PIPE)
-    time.sleep(0.5)
+    # -d prints the client's packets (line-buffered by stdbuf), so the
+    # publishes can wait for its SUBACK.
+    sub = subprocess.Popen(["stdbuf", "-oL", "mosquitto_sub", "-d", "-p", port, "-C", "3", "-v", "-t", "mc/#"],
+                           stdout=subprocess.PIPE)
+    out, deadline = b"", time.monotonic() + 10
+    while b"received SUBACK" not in out:
+        assert time.monotonic() < deadline, f"no SUBACK from mosquitto_sub: {out!r}"
+        if select.select([sub.stdout], [], [], 0.5)[0]:
+            chunk = os.read(sub.stdout.fileno(), 4096)
+            assert chunk, f"mosquitto_sub ended before its SUBACK: {out!r}"
+            out += chunk
     for i in range(3):
         subprocess.run(["mosquitto_pub", "-p", port, "-q", "1", "-t", "mc/t", "-m", f"m{i}"], check=True, timeout=10)
-    out, _ = sub.communicate(timeout=10)
-    assert out.decode().splitlines() == ["mc/t m0", "mc/t m1", "mc/t m2"]
+    rest, _ = sub.communicate(timeout=10)
+    lines = (out + rest).decode().splitlines()
+    assert [ln for ln in lines if ln.startswith("mc/")] == ["mc/t m0", "mc/t m1", "mc/t m2"]
 
 
 def test_sys_topics(server):
