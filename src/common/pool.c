@@ -12,12 +12,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#if defined(__SANITIZE_ADDRESS__)
+#include "asan.h"
+
+#if JN_ASAN
 #define POOL_MALLOC 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define POOL_MALLOC 1
-#endif
 #endif
 
 #define SLAB_SIZE ((size_t)64 << 10)

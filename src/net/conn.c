@@ -2,8 +2,12 @@
  * output with backpressure, graceful close, and the group's sweep.
  *
  * A connection is a small struct around a libuv TCP handle; its buffers
- * are allocated when needed and given back by the sweep when it has been
- * idle for shrink_ms, so that 10,000 idle connections cost little.
+ * live in an I/O state allocated when needed. A plain connection gives it
+ * back as soon as it has nothing buffered, in flight or scheduled (as
+ * nginx frees a keep-alive connection's buffers between requests), to the
+ * group's spares, from which the next busy connection takes one; TLS
+ * connections give their buffers back to the sweep after shrink_ms. So
+ * 10,000 idle connections cost little, and a busy one allocates nothing.
  *
  * Input: plain connections read straight into the free tail of the input
  * buffer; TLS connections read ciphertext into the group's scratch
@@ -46,6 +50,7 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include "../common/asan.h"
 #include "../common/log.h"
 
 #define IN_INITIAL 8192     /* first input buffer */
@@ -54,6 +59,8 @@
 #define FILE_CHUNK 65536    /* pread fallback of a file segment when the socket is full */
 #define SENDFILE_MAX (1u << 30) /* one sendfile call */
 #define TRIM_AFTER ((size_t)256 << 10) /* freed buffer bytes that make the sweep trim the heap */
+#define SPARES_MAX 256      /* quiet conns' I/O states a group keeps for reuse */
+#define SPARE_OUT_MAX 16384 /* a state with a larger output buffer is not parked */
 
 /* A part of the output queued before |out| (see the file comment). */
 typedef struct out_seg {
@@ -75,13 +82,13 @@ enum conn_state {
 };
 
 /* What a conn needs only while it moves bytes: buffers, the write or
- * shutdown request, the output queue, close timestamps, and TLS. Allocated
- * on the first read or write (at accept for TLS) and freed by the sweep
- * once a plain conn has been idle for shrink_ms with nothing buffered, so
- * an idle plain conn is only its jn_conn_t. A TLS conn keeps it (its SSL
- * lives here) but still gives back the buffers. */
+ * shutdown request, the output queue, close timestamps, and TLS. Taken on
+ * the first read or write (at accept for TLS) and given back as soon as a
+ * plain conn is quiet (conn_quiesce), so an idle plain conn is only its
+ * jn_conn_t. A TLS conn keeps it (its SSL lives here) but the sweep frees
+ * its buffers once it has been idle for shrink_ms. */
 typedef struct conn_io {
-    jn_list_t sched;            /* net->deferred while scheduled */
+    jn_list_t sched;            /* net->deferred while scheduled; net->spares while spare */
     jn_conn_t *conn;            /* the owner (for the deferred list) */
     uint8_t *in;                /* input buffer; unconsumed bytes in [in_off, in_len) */
     size_t in_off, in_len, in_cap;
@@ -147,25 +154,40 @@ static SSL *conn_ssl(const jn_conn_t *c)
 
 static void conn_set_out_caps(jn_conn_t *c);
 
-/* The conn's I/O state, allocated on first use. NULL on ENOMEM. */
+/* The conn's I/O state: a spare of the group (with its buffers), or a new
+ * one. NULL on ENOMEM. */
 static conn_io_t *conn_get_io(jn_conn_t *c)
 {
     if (c->io)
         return c->io;
-    conn_io_t *io = calloc(1, sizeof *io);
-    if (!io)
-        return NULL;
-    jn_list_init(&io->sched);
+    jn_net_t *net = c->net;
+    conn_io_t *io;
+    if (!jn_list_empty(&net->spares)) {
+        io = jn_container_of(net->spares.next, conn_io_t, sched);
+        jn_list_remove(&io->sched);
+        if (--net->nspares < net->spares_low)
+            net->spares_low = net->nspares;
+        if (io->in_cap > c->in_max) {
+            free(io->in);
+            io->in = NULL;
+            io->in_cap = 0;
+        }
+    } else {
+        if (!(io = calloc(1, sizeof *io)))
+            return NULL;
+        jn_list_init(&io->sched);
+        jn_buf_init(&io->out, 0);
+        jn_buf_init(&io->enc, 0);
+        jn_buf_init(&io->wbuf, 0);
+    }
     io->conn = c;
-    jn_buf_init(&io->out, 0);
-    jn_buf_init(&io->enc, 0);
-    jn_buf_init(&io->wbuf, 0);
-    io->t_write = uv_now(c->net->loop);
+    io->t_write = uv_now(net->loop);
     c->io = io;
     conn_set_out_caps(c);
     return io;
 }
 
+static void io_free(conn_io_t *io);
 static void conn_flush(jn_conn_t *c);
 static void conn_update_read(jn_conn_t *c);
 static void conn_process_input(jn_conn_t *c);
@@ -189,6 +211,11 @@ void jn__net_handle_closed(jn_net_t *net)
 {
     net->handles--;
     if (net->freeing && net->handles == 0) {
+        while (!jn_list_empty(&net->spares)) {
+            conn_io_t *io = jn_container_of(net->spares.next, conn_io_t, sched);
+            jn_list_remove(&io->sched);
+            io_free(io);
+        }
         jn_pool_destroy(&net->conn_pool);
         free(net->scratch);
         free(net);
@@ -229,6 +256,7 @@ jn_net_t *jn_net_new(uv_loop_t *loop, const jn_net_config_t *cfg)
     jn_list_init(&net->conns);
     jn_list_init(&net->listeners);
     jn_list_init(&net->deferred);
+    jn_list_init(&net->spares);
     uv_idle_init(loop, &net->idle);
     net->idle.data = net;
     uv_timer_init(loop, &net->sweep);
@@ -246,6 +274,11 @@ uv_loop_t *jn_net_loop(const jn_net_t *net)
 size_t jn_net_connections(const jn_net_t *net)
 {
     return net->nconns;
+}
+
+size_t jn_net_spares(const jn_net_t *net)
+{
+    return net->nspares;
 }
 
 /* ---- lifetime ---- */
@@ -288,23 +321,80 @@ static void on_conn_closed(uv_handle_t *hd)
     jn__net_handle_closed(net);
 }
 
+/* Frees an I/O state and everything it holds. */
+static void io_free(conn_io_t *io)
+{
+    /* Ranges never sent: their files may go now. */
+    while (io->sq_head) {
+        out_seg_t *s = io->sq_head;
+        io->sq_head = s->next;
+        seg_free(s);
+    }
+    free(io->in);
+    jn_buf_free(&io->out);
+    jn_buf_free(&io->enc);
+    jn_buf_free(&io->wbuf);
+    if (io->ssl)
+        SSL_free(io->ssl);
+    free(io);
+}
+
 /* Gives back the I/O state and everything it holds. */
 static void conn_io_free(jn_conn_t *c)
 {
-    /* Ranges never sent: their files may go now. */
-    while (c->io->sq_head) {
-        out_seg_t *s = c->io->sq_head;
-        c->io->sq_head = s->next;
-        seg_free(s);
-    }
-    free(c->io->in);
-    jn_buf_free(&c->io->out);
-    jn_buf_free(&c->io->enc);
-    jn_buf_free(&c->io->wbuf);
-    if (c->io->ssl)
-        SSL_free(c->io->ssl);
-    free(c->io);
+    io_free(c->io);
     c->io = NULL;
+}
+
+/* A plain conn with nothing buffered, in flight, queued or scheduled and
+ * no callback running: its I/O state holds nothing it needs. */
+static bool conn_io_quiet(const jn_conn_t *c)
+{
+    const conn_io_t *io = c->io;
+    return c->state == CS_OPEN && c->h && !c->paused && !c->in_cb && !c->writing && !io->ssl &&
+           io->in_off == io->in_len && !io->in_need && !io->sq_head && jn_conn_pending(c) == 0 &&
+           !jn_list_linked(&io->sched);
+}
+
+/* Parks a quiet plain conn's I/O state among the group's spares at once,
+ * for the next conn that moves bytes. A state with grown buffers (a
+ * fan-out subscriber's output, a big request's input) stays with its conn
+ * instead, as do all once SPARES_MAX are parked: the sweep frees those
+ * after shrink_ms, as for a TLS conn. So parking never costs a malloc or a
+ * regrowth. Under ASan the state is freed at once instead. */
+static void conn_quiesce(jn_conn_t *c)
+{
+    if (!c->io || !conn_io_quiet(c))
+        return;
+    jn_net_t *net = c->net;
+    conn_io_t *io = c->io;
+    if (JN_ASAN) {
+        conn_io_free(c);
+        return;
+    }
+    if (net->nspares >= SPARES_MAX || io->in_cap > IN_INITIAL || io->out.cap > SPARE_OUT_MAX ||
+        io->enc.cap > SPARE_OUT_MAX || io->wbuf.cap > SPARE_OUT_MAX)
+        return;
+    c->io = NULL;
+    io->in_off = io->in_len = 0;
+    io->conn = NULL;
+    jn_list_insert_head(&net->spares, &io->sched);
+    net->nspares++;
+}
+
+/* The sweep's share: spares that no conn took since the last sweep (the
+ * coldest, at the tail) are halved, so a burst's spares go back to malloc
+ * within a few sweeps. */
+static void spares_trim(jn_net_t *net)
+{
+    for (size_t n = (net->spares_low + 1) / 2; n > 0 && !jn_list_empty(&net->spares); n--) {
+        conn_io_t *io = jn_container_of(net->spares.prev, conn_io_t, sched);
+        jn_list_remove(&io->sched);
+        net->nspares--;
+        net->shrunk += sizeof *io + io->in_cap + io->out.cap + io->enc.cap + io->wbuf.cap;
+        io_free(io);
+    }
+    net->spares_low = net->nspares;
 }
 
 /* Closes the handle now and reports |reason| (once). */
@@ -639,6 +729,7 @@ static void on_write(uv_write_t *wr, int status)
     c->io->t_write = uv_now(c->net->loop);
     c->t_active = (uint32_t)c->io->t_write;
     conn_flush(c);
+    conn_quiesce(c);
 }
 
 /* Output produced: flush at the end of the read callback, or soon. */
@@ -1042,8 +1133,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             conn_finish(c, JN_ECLOSED);
         return;
     }
-    if (nread == 0)
+    if (nread == 0) {
+        conn_quiesce(c); /* EAGAIN after a read that filled the buffer */
         return;
+    }
     c->t_active = (uint32_t)uv_now(c->net->loop);
     if (c->net->cfg.m_bytes_in)
         jn_counter_add(c->net->cfg.m_bytes_in, (uint64_t)nread);
@@ -1060,6 +1153,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     c->in_read = false;
     conn_flush(c);
     conn_update_read(c);
+    conn_quiesce(c);
 }
 
 /* ---- input flow ---- */
@@ -1385,6 +1479,7 @@ static void on_sweep(uv_timer_t *t)
         if (!c->paused && cfg->shrink_ms && (uint32_t)now - c->t_active >= cfg->shrink_ms)
             conn_shrink(c);
     }
+    spares_trim(net);
     /* Many connections went idle: their buffers were freed between the
      * pooled objects, and malloc keeps freed pages unless asked. */
     if (net->shrunk >= TRIM_AFTER) {
@@ -1416,6 +1511,7 @@ static void on_idle(uv_idle_t *h)
         }
         conn_flush(c);
         conn_update_read(c);
+        conn_quiesce(c);
     }
     if (jn_list_empty(&net->deferred))
         uv_idle_stop(&net->idle);

@@ -82,6 +82,8 @@ void jn_net_free(jn_net_t *net);
 uv_loop_t *jn_net_loop(const jn_net_t *net);
 /* Open connections of the group (accepted, not yet closed). */
 size_t jn_net_connections(const jn_net_t *net);
+/* I/O states of quiet conns parked for reuse (docs/net.md; 0 under ASan). */
+size_t jn_net_spares(const jn_net_t *net);
 
 /* ---- listeners ---- */
 

@@ -24,7 +24,10 @@ struct jn_net {
     bool freeing;
     char *scratch;       /* TLS ciphertext and discarded lingering input */
     jn_pool_t conn_pool; /* jn_conn_t: long-lived, kept apart from buffers (pool.h) */
-    size_t shrunk;       /* buffer bytes the sweep gave back since the last malloc_trim */
+    size_t shrunk;       /* buffer bytes given back to malloc since the last malloc_trim */
+    jn_list_t spares;    /* I/O states of conns that went quiet, for reuse (conn.c) */
+    size_t nspares;
+    size_t spares_low;   /* fewest spares since the last sweep: those were not needed */
 };
 
 struct jn_listener {
