@@ -3,9 +3,11 @@
  * Sockets, TLS, buffers, backpressure and the timers live in the
  * connection layer (net/conn.h); this file is an on_data handler on top
  * of it. One HTTP connection is a small struct; the request struct (whose
- * parsed head holds 100 header views) is allocated on the first request
- * and given back when the connection sits idle, so that 10,000 idle
- * keep-alive connections cost little.
+ * parsed head holds 100 header views) is taken for a request and given
+ * back to the server's spares as soon as the connection has nothing more
+ * to parse (answered at once), or after SHRINK_MS idle (answered later:
+ * the handler may still use it inside the call that answers), so that
+ * 10,000 idle keep-alive connections cost little.
  *
  * Input: requests are parsed straight from the connection's input buffer
  * (no copy). on_data parses and dispatches one request at a time and
@@ -39,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/asan.h"
 #include "../common/list.h"
 #include "../common/log.h"
 #include "../net/conn.h"
@@ -50,6 +53,7 @@
 #define HDRS_MAX 16384         /* extra response headers of a handler */
 #define LINGER_MS 2000         /* discard input this long after a closing response */
 #define SHRINK_MS 1000         /* give buffers back after being idle this long */
+#define SPARE_REQS 64          /* request structs a server keeps for reuse */
 #define CHUNK_STEP 65536       /* raw chunked input decoded per step */
 #define BUSY_RECHECK_MS 100    /* re-check a timed-out conn that still has output */
 
@@ -122,6 +126,7 @@ struct jn_http_req {
     jn_http_abort_cb on_abort;
     jn_http_drain_cb on_drain;
     uint64_t t0_ns;             /* for the latency histogram */
+    jn_http_req_t *next_spare;  /* in srv->spares */
 };
 
 struct conn {
@@ -131,7 +136,7 @@ struct conn {
     const char *in;             /* the unconsumed input offered by on_data: valid
                                    during on_data, and while held */
     size_t in_off, in_len;      /* parse position and end within |in| */
-    jn_http_req_t *req;         /* allocated on the first request, reused */
+    jn_http_req_t *req;         /* taken for a request, given back to srv->spares when idle */
     uint8_t state;              /* enum conn_state */
     bool processing;            /* inside on_data */
     bool held;                  /* paused with the active request kept unconsumed */
@@ -151,6 +156,8 @@ struct jn_httpd {
     size_t nlst;
     jn_list_t conns;
     size_t nconns;
+    jn_http_req_t *spares;      /* request structs of idle connections, for reuse */
+    size_t nspares;
     bool freeing;
     jn_counter_t *m_req[4];     /* 2xx 3xx 4xx 5xx */
     jn_gauge_t *m_conns;
@@ -574,6 +581,24 @@ static void conn_free(conn_t *c)
     free(c);
 }
 
+/* Gives the idle connection's request struct to the server's spares (to
+ * malloc when there are enough, and always under ASan). */
+static void conn_release_req(conn_t *c)
+{
+    jn_httpd_t *s = c->srv;
+    jn_http_req_t *r = c->req;
+    c->req = NULL;
+    c->shrunk = true;
+    if (JN_ASAN || s->nspares >= SPARE_REQS) {
+        req_free(r);
+        return;
+    }
+    r->c = NULL;
+    r->next_spare = s->spares;
+    s->spares = r;
+    s->nspares++;
+}
+
 /* Sets the state and the deadline that goes with it. */
 static void conn_enter(conn_t *c, int state)
 {
@@ -647,9 +672,7 @@ static void http_on_timeout(jn_conn_t *nc)
             jn_conn_abort(nc);
             break;
         }
-        req_free(c->req);
-        c->req = NULL;
-        c->shrunk = true;
+        conn_release_req(c);
         jn_conn_set_timeout(nc, cfg->idle_timeout_ms - SHRINK_MS);
         break;
     case ST_HEAD:
@@ -680,13 +703,19 @@ static void req_rebase(conn_t *c)
 
 static jn_http_req_t *conn_req(conn_t *c)
 {
-    if (!c->req) {
+    jn_httpd_t *s = c->srv;
+    if (!c->req && s->spares) {
+        c->req = s->spares;
+        s->spares = c->req->next_spare;
+        s->nspares--;
+        c->req->c = c;
+    } else if (!c->req) {
         jn_http_req_t *r = calloc(1, sizeof *r);
         if (!r)
             return NULL;
         r->c = c;
         jn_buf_init(&r->hdrs, HDRS_MAX);
-        jn_buf_init(&r->body, c->srv->cfg.max_body + CHUNK_STEP);
+        jn_buf_init(&r->body, s->cfg.max_body + CHUNK_STEP);
         c->req = r;
     }
     c->shrunk = false;
@@ -932,8 +961,13 @@ static size_t http_on_data(jn_conn_t *nc, const uint8_t *data, size_t len)
         jn_conn_pause_reading(nc);
         return c->req->start;
     }
-    if (c->want_close)
+    if (c->want_close) {
         jn_conn_close(nc);
+    } else if (c->state == ST_IDLE && c->req) {
+        /* Answered, and no next request begun: the struct waits among the spares. */
+        conn_release_req(c);
+        jn_conn_set_timeout(nc, c->srv->cfg.idle_timeout_ms);
+    }
     return used;
 }
 
@@ -1405,6 +1439,11 @@ void jn_httpd_free(jn_httpd_t *s)
      * on_close. */
     jn_net_free(s->net);
     rnode_free(&s->root);
+    while (s->spares) {
+        jn_http_req_t *r = s->spares;
+        s->spares = r->next_spare;
+        req_free(r);
+    }
     free(s);
 }
 
