@@ -32,7 +32,7 @@ def main():
         socks.append(s)
     answered = 0
     for s in socks:
-        if s.recv(4096).startswith(b"HTTP/1.1 200"):
+        if s.recv(4096).startswith(b"HTTP/1.1 2"):
             answered += 1
     hwm = rss_kib(pid, "VmHWM")
     now = rss_kib(pid, "VmRSS")

@@ -11,7 +11,9 @@
 3. Durable publishing: a stream with fsync always, 64 concurrent
    publishers (wrk -c64): acknowledged records/s, on a fresh server once
    the data of step 2 is deleted and the page cache synced.
-4. Peak resident memory of Junction with 10,000 idle keep-alive connections.
+4. Peak resident memory with 10,000 idle keep-alive connections, each of
+   which has had one request answered: Junction, then nginx (its worker
+   process; 1 worker, worker_connections sized for the test).
 
 Every process started here is stopped by PID before exit. Loopback only.
 """
@@ -82,7 +84,7 @@ class Proc:
         stop_process(self.p)
 
 
-def start_nginx(tmp, port):
+def start_nginx(tmp, port, connections=4096):
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
         f.write(f"""
@@ -90,7 +92,8 @@ worker_processes 1;
 daemon off;
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile {connections + 100};
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
@@ -112,6 +115,24 @@ http {{
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("nginx did not start")
+
+
+def nginx_worker(master_pid):
+    """The PID of the one worker of the nginx master |master_pid|."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with open(f"/proc/{master_pid}/task/{master_pid}/children") as f:
+            kids = f.read().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.1)
+    raise RuntimeError("nginx started no worker")
+
+
+def idle_conns(pid, port, n):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "idle_conns.py"), str(pid), "127.0.0.1",
+                          str(port), str(n)], capture_output=True, text=True, timeout=600, check=True).stdout
+    return json.loads(out)
 
 
 def start_junction(tmp, port, extra=()):
@@ -209,14 +230,22 @@ def main():
         j.stop()
         procs.remove(j)
 
-        # Idle connections, on a fresh server.
+        # Idle connections, on a fresh server, then on a fresh nginx (the
+        # one above stops first: its worker_connections are too few).
+        n.stop()
+        procs.remove(n)
         j2 = start_junction(tmp, free_port())
         procs.append(j2)
         port2 = int(j2.p.args[j2.p.args.index("--http.listen") + 1].rsplit(":", 1)[1])
-        idle = json.loads(subprocess.run([sys.executable, os.path.join(ROOT, "bench", "idle_conns.py"),
-                                          str(j2.p.pid), "127.0.0.1", str(port2), str(args.conns)],
-                                         capture_output=True, text=True, timeout=600, check=True).stdout)
-        print("idle connections:", idle, flush=True)
+        idle = idle_conns(j2.p.pid, port2, args.conns)
+        print("idle connections, junction:", idle, flush=True)
+        j2.stop()
+        procs.remove(j2)
+        nport = free_port()
+        n = start_nginx(tmp, nport, args.conns + 64)
+        procs.append(n)
+        idle_n = idle_conns(nginx_worker(n.p.pid), nport, args.conns)
+        print("idle connections, nginx:", idle_n, flush=True)
 
         lines = ["## Foundation (issue 2): log, REST door", "",
                  f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, medians of {args.runs} runs, "
@@ -237,10 +266,15 @@ def main():
                   "the record; group commit shares one fsync among all waiting publishers "
                   "(docs/benchmarks.md, \"Durable publishing: where the time goes\").", "",
                   f"### Memory with {idle['connections']:,} idle keep-alive connections", "",
-                  f"Peak RSS {idle['peak_rss_kib'] / 1024:.1f} MiB (before: {idle['rss_before_kib'] / 1024:.1f} "
-                  f"MiB; about {idle['per_conn_bytes']:,} bytes per idle connection right after each answered one request; "
-                  f"{idle['answered']:,} of {idle['connections']:,} answered). Idle buffers are freed after "
-                  "`shrink_ms` (docs/net.md).", ""]
+                  "Each connection has had one request answered (`bench/idle_conns.py`); resident memory of the "
+                  "process holding the connections (nginx: its one worker).", "",
+                  "| server | peak RSS | RSS before | bytes per idle connection | answered |", "|---|---|---|---|---|"]
+        for name, r in (("Junction", idle), ("nginx", idle_n)):
+            lines.append(f"| {name} | {r['peak_rss_kib'] / 1024:.1f} MiB | {r['rss_before_kib'] / 1024:.1f} MiB | "
+                         f"{r['per_conn_bytes']:,} | {r['answered']:,} of {r['connections']:,} |")
+        lines += ["", f"Ratio of peak RSS, Junction / nginx: {idle['peak_rss_kib'] / idle_n['peak_rss_kib']:.2f}. "
+                  "A quiet Junction connection is its 352-byte conn struct and the HTTP door's state; buffers and "
+                  "the request struct go back to spares as soon as the answer is written (docs/net.md).", ""]
         write_section(args.out, "rest", "\n".join(lines))
         print("\n".join(lines))
     finally:
