@@ -187,7 +187,7 @@ static conn_io_t *conn_get_io(jn_conn_t *c)
     return io;
 }
 
-static void io_free(conn_io_t *io);
+static void spares_free(jn_net_t *net, size_t n);
 static void conn_flush(jn_conn_t *c);
 static void conn_update_read(jn_conn_t *c);
 static void conn_process_input(jn_conn_t *c);
@@ -211,11 +211,7 @@ void jn__net_handle_closed(jn_net_t *net)
 {
     net->handles--;
     if (net->freeing && net->handles == 0) {
-        while (!jn_list_empty(&net->spares)) {
-            conn_io_t *io = jn_container_of(net->spares.next, conn_io_t, sched);
-            jn_list_remove(&io->sched);
-            io_free(io);
-        }
+        spares_free(net, net->nspares);
         jn_pool_destroy(&net->conn_pool);
         free(net->scratch);
         free(net);
@@ -351,7 +347,7 @@ static void conn_io_free(jn_conn_t *c)
 static bool conn_io_quiet(const jn_conn_t *c)
 {
     const conn_io_t *io = c->io;
-    return c->state == CS_OPEN && c->h && !c->paused && !c->in_cb && !c->writing && !io->ssl &&
+    return c->state == CS_OPEN && !c->paused && !c->in_cb && !c->writing && !io->ssl &&
            io->in_off == io->in_len && !io->in_need && !io->sq_head && jn_conn_pending(c) == 0 &&
            !jn_list_linked(&io->sched);
 }
@@ -382,18 +378,23 @@ static void conn_quiesce(jn_conn_t *c)
     net->nspares++;
 }
 
-/* The sweep's share: spares that no conn took since the last sweep (the
- * coldest, at the tail) are halved, so a burst's spares go back to malloc
- * within a few sweeps. */
-static void spares_trim(jn_net_t *net)
+/* Frees up to |n| spares, the coldest (at the tail) first. */
+static void spares_free(jn_net_t *net, size_t n)
 {
-    for (size_t n = (net->spares_low + 1) / 2; n > 0 && !jn_list_empty(&net->spares); n--) {
+    for (; n > 0 && !jn_list_empty(&net->spares); n--) {
         conn_io_t *io = jn_container_of(net->spares.prev, conn_io_t, sched);
         jn_list_remove(&io->sched);
         net->nspares--;
         net->shrunk += sizeof *io + io->in_cap + io->out.cap + io->enc.cap + io->wbuf.cap;
         io_free(io);
     }
+}
+
+/* The sweep's share: spares that no conn took since the last sweep are
+ * halved, so a burst's spares go back to malloc within a few sweeps. */
+static void spares_trim(jn_net_t *net)
+{
+    spares_free(net, (net->spares_low + 1) / 2);
     net->spares_low = net->nspares;
 }
 
@@ -1415,10 +1416,8 @@ static void conn_shrink(jn_conn_t *c)
         jn_buf_free(&c->io->enc);
         jn_buf_free(&c->io->wbuf);
     }
-    conn_io_t *io = c->io;
-    if (c->state == CS_OPEN && !io->ssl && !io->in && !io->in_need && !c->writing && !io->sq_head &&
-        !io->out.data && !io->enc.data && !io->wbuf.data && !jn_list_linked(&io->sched) && !c->in_cb) {
-        c->net->shrunk += sizeof *io;
+    if (conn_io_quiet(c)) {
+        c->net->shrunk += sizeof *c->io;
         conn_io_free(c);
     }
 }
