@@ -207,16 +207,16 @@ def cli(server, *args, input=None, timeout=30, check=True):
     return p
 
 
-def eventually(probe, timeout=10, interval=0.05):
+def eventually(probe, timeout=10, interval=0.05, failure=None):
     """Calls probe() until it returns something truthy and returns that;
-    fails after `timeout` seconds. For effects that a server applies after
-    its answer (a delivery, an expiry), so tests wait on the effect rather
-    than for a guessed time."""
+    fails after `timeout` seconds, with failure() as the message when given.
+    For effects that a server applies after its answer (a delivery, an
+    expiry), so tests wait on the effect rather than for a guessed time."""
     deadline = time.monotonic() + timeout
     while True:
         got = probe()
         if got or time.monotonic() >= deadline:
             break
         time.sleep(interval)
-    assert got, f"condition not met within {timeout} s"
+    assert got, failure() if failure else f"condition not met within {timeout} s"
     return got

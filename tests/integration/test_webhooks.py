@@ -18,6 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import eventually
 
 ALLOW = ["--webhooks.allow_hosts", "127.0.0.1/32"]
 
@@ -73,13 +74,8 @@ class Receiver:
             return list(self.requests)
 
     def wait(self, pred, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r = self.got()
-            if pred(r):
-                return r
-            time.sleep(0.05)
-        raise AssertionError(f"receiver condition not met; got {len(self.got())} requests")
+        return eventually(lambda: (r,) if pred(r := self.got()) else None, timeout,
+                          failure=lambda: f"receiver condition not met; got {len(self.got())} requests")[0]
 
     def close(self):
         self.httpd.shutdown()
@@ -139,13 +135,8 @@ def attempt_ids(a):
 
 
 def wait_attempts(server, ep_id, pred, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        a = attempts(server, ep_id)
-        if pred(a):
-            return a
-        time.sleep(0.05)
-    raise AssertionError(f"attempts condition not met: {attempts(server, ep_id)}")
+    return eventually(lambda: (a,) if pred(a := attempts(server, ep_id)) else None, timeout,
+                      failure=lambda: f"attempts condition not met: {attempts(server, ep_id)}")[0]
 
 
 def read_stream(server, stream):
